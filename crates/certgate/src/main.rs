@@ -1,34 +1,102 @@
-//! The `certgate` binary: command-line parsing and wiring only; the work lives in the library crates.
+//! The `certgate` binary: command-line parsing and wiring only; the work lives in the
+//! library crates (`certgate-config`, `certgate-pki`, `certgate-identity`, `certgate-proxy`).
 #![forbid(unsafe_code)]
 
 mod certs;
+mod demo;
+mod echo;
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use certgate_config::Config;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "certgate", version, about = "mTLS reverse-proxy gateway")]
+#[command(name = "certgate", version, about = "mTLS reverse-proxy gateway: verifies client certificates and forwards the caller's identity")]
 struct Cli {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", global = true, default_value = "gateway.yaml")]
+    config: PathBuf,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway in the foreground (the default command).
+    Run(RunArgs),
+    /// Check the configuration and every file it names, like `nginx -t`.
+    Check,
+    /// Zero set-up demo: ephemeral PKI, built-in echo upstream, gateway on 127.0.0.1:8443.
+    Demo(demo::DemoArgs),
     /// Certificate tooling: init, issue, p12, inspect, verify.
     Certs(certs::CertsArgs),
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Write the process id here (used by `certgate reload`).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Worker threads (default: one per CPU core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Certs(args)) => certs::run(args),
-        None => Ok(()),
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Run(args)) => run(&cli.config, args),
+        None => run(&cli.config, RunArgs::default()),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("certgate: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr; pingora's `log` records are bridged into the same stream.
+pub(crate) fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let compiled = certgate_proxy::compile(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    for warning in &compiled.warnings {
+        eprintln!("certgate: [warn] {warning}");
+    }
+    println!("certgate: configuration file {} test is successful", path.display());
+    Ok(())
+}
+
+pub(crate) fn run_config(config: Config, options: certgate_proxy::RunOptions) -> anyhow::Result<()> {
+    match certgate_proxy::run(config, options) {
+        Ok(never) => match never {},
+        Err(errors) => Err(anyhow::anyhow!("{errors}")),
+    }
+}
+
+fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
+    let config = load(path).with_context(|| "not started")?;
+    init_logging(&config.log.level);
+    run_config(config, certgate_proxy::RunOptions { threads: args.threads, pid_file: args.pid_file })
 }

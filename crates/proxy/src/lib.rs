@@ -1,1 +1,149 @@
-//! placeholder
+//! The certgate proxy: a pingora service that terminates TLS, verifies client certificates,
+//! routes requests and forwards them with the caller's identity in headers.
+//!
+//! - [`compile`] turns a validated config into the runtime model (loads every file);
+//! - [`tls`] is the listener side: SNI, client-certificate verifier, per-connection identity;
+//! - [`service`] is the `ProxyHttp` request path; [`routes`] matching and authorization;
+//! - [`responses`] the pages and gRPC statuses the gateway writes itself.
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod responses;
+pub mod routes;
+pub mod service;
+pub mod tls;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use certgate_config::{Config, ConfigErrors};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+pub use compile::{compile, Compiled};
+
+/// One configuration generation, swapped atomically as a whole.
+pub struct State {
+    pub generation: u64,
+    pub compiled: Compiled,
+}
+
+/// State shared by the listeners, the handshake callbacks and the request path.
+pub struct Shared {
+    pub current: ArcSwap<State>,
+    next_generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("generation", &self.current.load().generation).finish()
+    }
+}
+
+impl Shared {
+    pub fn new(compiled: Compiled) -> Arc<Shared> {
+        Arc::new(Shared {
+            current: ArcSwap::from_pointee(State { generation: 0, compiled }),
+            next_generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Installs a new configuration; new handshakes and new requests use it, requests in
+    /// flight keep the snapshot they started with.
+    pub fn swap(&self, compiled: Compiled) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        self.current.store(Arc::new(State { generation, compiled }));
+    }
+}
+
+/// The rustls provider certgate uses everywhere, installed as the process default before
+/// pingora installs its own.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    if let Some(provider) = rustls::crypto::CryptoProvider::get_default() {
+        return provider.clone();
+    }
+    // Losing this race to another thread is fine: both install the same provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// Options of `certgate run` that are not part of gateway.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Worker threads; 0 = one per CPU core.
+    pub threads: usize,
+    pub pid_file: Option<std::path::PathBuf>,
+}
+
+/// Loads, compiles and serves `config` until the process is told to stop.
+pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallible, ConfigErrors> {
+    let _ = crypto_provider();
+    let compiled = compile(&config)?;
+    for warning in &compiled.warnings {
+        tracing::warn!("{warning}");
+    }
+    let server = build_server(compiled, &options).map_err(|e| {
+        ConfigErrors(vec![config.error_at("servers", format!("cannot start the listeners: {e}"))])
+    })?;
+    tracing::info!("certgate started");
+    server.run_forever()
+}
+
+/// Builds the pingora server with one proxy service listening on every configured address.
+pub fn build_server(compiled: Compiled, options: &RunOptions) -> pingora::Result<Server> {
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        options.threads
+    };
+    let conf = ServerConf {
+        threads,
+        upstream_keepalive_pool_size: compiled.keepalive_pool_size,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        pid_file: options
+            .pid_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "/tmp/certgate.pid".into()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut health_checks = Vec::new();
+    for upstream in compiled.upstreams.values() {
+        if upstream.health_check.is_some() {
+            match &upstream.balancer {
+                compile::Balancer::RoundRobin(lb) => health_checks.push(pingora::services::background::GenBackgroundService::new(
+                    format!("health check {}", upstream.name),
+                    lb.clone(),
+                )),
+                compile::Balancer::Random(_) => {
+                    tracing::warn!("health checks run only for round_robin upstreams in this release");
+                }
+            }
+        }
+    }
+
+    let shared = Shared::new(compiled);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        service::Gateway::new(shared.clone()),
+        "certgate",
+    );
+    let state = shared.current.load();
+    for group in &state.compiled.listeners {
+        let settings = tls::listener_settings(&shared, group)?;
+        proxy.add_tls_with_settings(&group.addr.to_string(), None, settings);
+    }
+    drop(state);
+    server.add_service(proxy);
+    for hc in health_checks {
+        server.add_service(hc);
+    }
+    Ok(server)
+}

@@ -1,0 +1,311 @@
+//! Test harness: a PKI generated with rcgen at test time, a real hyper upstream that
+//! records what reaches it, and the real `certgate` binary started on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// A certificate with its key, as PEM.
+pub struct Issued {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Issued {
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+}
+
+pub fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "certgate tests");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+pub fn ca(cn: &str) -> Issued {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Issued { cert, key }
+}
+
+pub fn intermediate(cn: &str, issuer: &Issued) -> Issued {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    Issued { cert, key }
+}
+
+pub fn server_cert(issuer: &Issued) -> Issued {
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.distinguished_name = dn("localhost");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    Issued { cert, key }
+}
+
+pub fn client_cert(cn: &str, issuer: &Issued) -> Issued {
+    client_cert_with(cn, issuer, |_| {})
+}
+
+pub fn client_cert_with(cn: &str, issuer: &Issued, edit: impl FnOnce(&mut CertificateParams)) -> Issued {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    edit(&mut params);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    Issued { cert, key }
+}
+
+/// Everything one test needs on disk.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: Issued,
+    pub server: Issued,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca("Test Root CA");
+        let server = server_cert(&ca);
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("server.crt"), server.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), server.key_pem()).unwrap();
+        Pki { dir, ca, server }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+/// What the upstream saw.
+#[derive(Default)]
+pub struct Seen {
+    pub count: AtomicUsize,
+    pub last_headers: Mutex<Vec<(String, String)>>,
+}
+
+impl Seen {
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.last_headers.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        self.last_headers.lock().unwrap().iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn upstream_handler(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<BoxBody>, Infallible> {
+    seen.count.fetch_add(1, Ordering::SeqCst);
+    *seen.last_headers.lock().unwrap() = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let path = req.uri().path().to_string();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if let Some(size) = path.strip_prefix("/bytes/") {
+        // Streams `size` bytes of a repeating pattern in 64 KiB chunks.
+        let size: usize = size.parse().unwrap_or(0);
+        let stream = futures_util::stream::unfold(0usize, move |sent| async move {
+            if sent >= size {
+                return None;
+            }
+            let n = (size - sent).min(65536);
+            let chunk: Vec<u8> = (sent..sent + n).map(|i| (i % 251) as u8).collect();
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), sent + n))
+        });
+        return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
+    }
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = if path == "/upload" {
+        let sum: u64 = body.iter().map(|b| *b as u64).sum();
+        format!("{} {}", body.len(), sum)
+    } else {
+        "upstream ok".to_string()
+    };
+    Ok(Response::new(BodyExt::boxed(Full::new(Bytes::from(text)))))
+}
+
+/// A real HTTP/1.1 upstream on 127.0.0.1, on its own runtime thread.
+pub fn start_upstream() -> (SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| upstream_handler(req, seen.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, seen)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `certgate` process; killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.addr.port(), path)
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_certgate")
+}
+
+/// Writes `yaml` (with `{listen}` replaced) next to the PKI and starts the gateway on it.
+pub fn start_gateway(pki: &Pki, yaml: &str) -> Gateway {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = pki.write("gateway.yaml", &yaml.replace("{listen}", &addr.to_string()));
+    let log = pki.path(&format!("gateway-{port}.log"));
+    let child = Command::new(bin())
+        .args(["-c", config.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gateway = Gateway { child, addr, log };
+    wait_for_port(&mut gateway);
+    gateway
+}
+
+fn wait_for_port(gateway: &mut Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = gateway.child.try_wait() {
+            panic!("certgate exited early ({status}):\n{}", gateway.log());
+        }
+        if TcpStream::connect(gateway.addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("certgate did not listen on {}:\n{}", gateway.addr, gateway.log());
+}
+
+/// A reqwest client that trusts the test CA and optionally presents a client certificate chain.
+pub fn client(pki: &Pki, gateway: &Gateway, identity: Option<(&[&Issued], &Issued)>, http2: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .resolve("localhost", gateway.addr)
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.cert_pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30));
+    if let Some((chain, key_owner)) = identity {
+        let mut pem = String::new();
+        for cert in chain {
+            pem.push_str(&cert.cert_pem());
+        }
+        pem.push_str(&key_owner.key_pem());
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    if http2 {
+        builder = builder.http2_prior_knowledge();
+    } else {
+        builder = builder.http1_only();
+    }
+    builder.build().unwrap()
+}
+
+/// The minimal config every test starts from; `{listen}`, `{dir}` and `{upstream}` are filled in.
+pub fn base_config(pki: &Pki, upstream: SocketAddr, client_auth: &str, extra_route: &str) -> String {
+    format!(
+        r#"servers:
+  - name: api
+    listen: ["{{listen}}"]
+    tls:
+      cert: {dir}/server.crt
+      key: {dir}/server.key
+    client_auth:
+{client_auth}
+    routes:
+{extra_route}      - match: {{ path_prefix: / }}
+        upstream: app
+        timeouts: {{ connect: 1s, read: 1s, send: 5s }}
+upstreams:
+  app:
+    servers: ["{upstream}"]
+"#,
+        dir = pki.dir.path().display()
+    )
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

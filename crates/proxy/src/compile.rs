@@ -1,0 +1,462 @@
+//! Turns a validated [`certgate_config::Config`] into the runtime model the proxy serves from:
+//! loaded certificates and CAs, compiled verifiers, header plans, route tables and upstream
+//! pools. Everything that can fail (missing files, bad templates, unresolvable upstreams)
+//! fails here, with the config location, before a single connection is accepted.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_config::{
+    AllowRule, Config, ConfigError, ConfigErrors, HealthCheck, LbPolicy, OnFailure, Preset,
+    UpstreamProtocol, VerifyMode,
+};
+use certgate_identity::{HeaderPlan, Template};
+use certgate_pki::ChainVerifier;
+use http::HeaderName;
+use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::lb::selection::{Random, RoundRobin};
+use regex::Regex;
+use rustls::pki_types::CertificateDer;
+use rustls::sign::CertifiedKey;
+
+use crate::routes::{AllowList, RouteMatcher};
+
+/// Everything the proxy needs at run time, built from one configuration file.
+pub struct Compiled {
+    pub servers: Vec<CompiledServer>,
+    /// One entry per distinct listen address: the indices of the servers sharing it.
+    pub listeners: Vec<ListenerGroup>,
+    pub upstreams: BTreeMap<String, Arc<CompiledUpstream>>,
+    /// The largest `keepalive` among upstreams: pingora's pool size is process-wide.
+    pub keepalive_pool_size: usize,
+    /// Non-fatal findings for `certgate check` (expiring certificates, long chains).
+    pub warnings: Vec<String>,
+}
+
+pub struct ListenerGroup {
+    pub addr: SocketAddr,
+    pub servers: Vec<usize>,
+}
+
+pub struct CompiledServer {
+    pub name: String,
+    pub server_names: Vec<String>,
+    pub certified_key: Arc<CertifiedKey>,
+    pub verify: VerifyMode,
+    pub on_failure: OnFailure,
+    /// `None` when `verify: off`: no certificate is requested.
+    pub chain_verifier: Option<Arc<ChainVerifier>>,
+    pub header_plan: HeaderPlan,
+    pub routes: Vec<CompiledRoute>,
+    pub alpn_h2: bool,
+}
+
+pub struct CompiledRoute {
+    pub matcher: RouteMatcher,
+    pub label: String,
+    pub upstream: Arc<CompiledUpstream>,
+    pub require_client_cert: bool,
+    pub allow: AllowList,
+    pub headers: Vec<(HeaderName, Template)>,
+    /// 0 = unlimited, as nginx's `client_max_body_size 0`.
+    pub max_body_size: u64,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+}
+
+pub enum Balancer {
+    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
+    Random(Arc<LoadBalancer<Random>>),
+}
+
+pub struct CompiledUpstream {
+    pub name: String,
+    pub balancer: Balancer,
+    pub health_check: Option<HealthCheck>,
+}
+
+impl CompiledUpstream {
+    /// Picks a backend; `None` when every backend is marked unhealthy.
+    pub fn select(&self, key: &[u8]) -> Option<Backend> {
+        match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select(key, 256),
+            Balancer::Random(lb) => lb.select(key, 256),
+        }
+    }
+}
+
+/// Loads every file the configuration names and builds the runtime model.
+pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let now = unix_now();
+
+    let mut upstreams = BTreeMap::new();
+    let mut keepalive_pool_size = 0;
+    for (name, upstream) in &config.upstreams {
+        let key = format!("upstreams.{name}");
+        keepalive_pool_size = keepalive_pool_size.max(upstream.keepalive);
+        if upstream.protocol != UpstreamProtocol::Http {
+            errors.push(config.error_at(
+                &format!("{key}.protocol"),
+                "only `http` upstreams are supported in this release (https, h2c, grpc and grpcs are not supported yet)",
+            ));
+            continue;
+        }
+        if upstream.tls.is_some() {
+            errors.push(config.error_at(&format!("{key}.tls"), "upstream TLS is not supported yet"));
+            continue;
+        }
+        let mut backends = std::collections::BTreeSet::new();
+        for (i, server) in upstream.servers.iter().enumerate() {
+            match resolve(&server.address) {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        let mut backend = match Backend::new_with_weight(&addr.to_string(), server.weight as usize) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                errors.push(config.error_at(&format!("{key}.servers[{i}]"), e.to_string()));
+                                continue;
+                            }
+                        };
+                        backend.weight = server.weight.max(1) as usize;
+                        backends.insert(backend);
+                    }
+                }
+                Err(message) => errors.push(config.error_at(&format!("{key}.servers[{i}]"), message)),
+            }
+        }
+        let discovery = discovery::Static::new(backends);
+        let balancer = match upstream.lb {
+            LbPolicy::RoundRobin => Balancer::RoundRobin(Arc::new(build_lb(discovery, &upstream.health_check))),
+            LbPolicy::Random => Balancer::Random(Arc::new(build_lb(discovery, &upstream.health_check))),
+            LbPolicy::ConsistentHash => {
+                errors.push(config.error_at(&format!("{key}.lb"), "consistent_hash is not supported yet; use round_robin or random"));
+                continue;
+            }
+        };
+        upstreams.insert(
+            name.clone(),
+            Arc::new(CompiledUpstream { name: name.clone(), balancer, health_check: upstream.health_check.clone() }),
+        );
+    }
+
+    let mut servers = Vec::new();
+    for (si, server) in config.servers.iter().enumerate() {
+        let key = format!("servers[{si}]");
+        let tls = &server.tls;
+        if tls.protocols.len() != 2 {
+            errors.push(config.error_at(
+                &format!("{key}.tls.protocols"),
+                "restricting protocols to one TLS version is not supported yet: pingora's rustls listener always offers TLSv1.2 and TLSv1.3",
+            ));
+        }
+        if !tls.session_resumption {
+            errors.push(config.error_at(
+                &format!("{key}.tls.session_resumption"),
+                "session_resumption: false is not supported yet",
+            ));
+        }
+        let certified_key = match load_certified_key(config, &key, &tls.cert, &tls.key, now, &mut warnings) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+
+        let auth = &server.client_auth;
+        let chain_verifier = if auth.verify == VerifyMode::Off {
+            None
+        } else {
+            match load_chain_verifier(config, &key, auth, now, &mut warnings) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    None
+                }
+            }
+        };
+
+        let presets: Vec<certgate_identity::Preset> = server
+            .identity
+            .presets
+            .iter()
+            .map(|p| match p {
+                Preset::Nginx => certgate_identity::Preset::Nginx,
+                Preset::Xfcc => certgate_identity::Preset::Xfcc,
+                Preset::Rfc9440 => certgate_identity::Preset::Rfc9440,
+                Preset::None => certgate_identity::Preset::None,
+            })
+            .collect();
+        let header_plan = match HeaderPlan::new(&presets, &server.identity.set) {
+            Ok(plan) => Some(plan),
+            Err(e) => {
+                errors.push(config.error_at(&format!("{key}.identity.set"), e.to_string()));
+                None
+            }
+        };
+
+        let mut routes = Vec::new();
+        for (ri, route) in server.routes.iter().enumerate() {
+            let rkey = format!("{key}.routes[{ri}]");
+            let Some(upstream) = upstreams.get(&route.upstream).cloned() else {
+                // Either unknown (the config crate reports it) or rejected above.
+                continue;
+            };
+            let path_regex = match route.matcher.path_regex.as_deref().map(Regex::new).transpose() {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(config.error_at(&format!("{rkey}.match.path_regex"), e.to_string()));
+                    continue;
+                }
+            };
+            let matcher = RouteMatcher {
+                path: route.matcher.path.clone(),
+                path_prefix: route.matcher.path_prefix.clone(),
+                path_regex,
+                grpc_service: route.matcher.grpc_service.as_ref().map(|s| format!("/{s}/")),
+                host: route.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            };
+            let mut headers = Vec::new();
+            for (name, value) in &route.headers {
+                let header_key = format!("{rkey}.headers.{name}");
+                let name = match HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        errors.push(config.error_at(&header_key, format!("`{name}` is not a valid header name")));
+                        continue;
+                    }
+                };
+                match Template::parse(value) {
+                    Ok(t) => headers.push((name, t)),
+                    Err(e) => errors.push(config.error_at(&header_key, e.to_string())),
+                }
+            }
+            let allow = AllowList::new(route.allow.iter().map(normalize_allow_rule).collect());
+            routes.push(CompiledRoute {
+                matcher,
+                label: route_label(route, ri),
+                upstream,
+                require_client_cert: route.require_client_cert,
+                allow,
+                headers,
+                max_body_size: route.max_body_size.unwrap_or(0),
+                connect_timeout: route.timeouts.connect,
+                read_timeout: route.timeouts.read,
+                send_timeout: route.timeouts.send,
+            });
+        }
+
+        if let (Some(certified_key), Some(header_plan)) = (certified_key, header_plan) {
+            servers.push(CompiledServer {
+                name: server.name.clone(),
+                server_names: server.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                certified_key,
+                verify: server.client_auth.verify,
+                on_failure: server.client_auth.on_failure,
+                chain_verifier,
+                header_plan,
+                routes,
+                alpn_h2: server.tls.alpn.contains(&certgate_config::Alpn::H2),
+            });
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+
+    let mut listeners: Vec<ListenerGroup> = Vec::new();
+    for (si, server) in config.servers.iter().enumerate() {
+        for addr in &server.listen {
+            match listeners.iter_mut().find(|l| l.addr == *addr) {
+                Some(group) => group.servers.push(si),
+                None => listeners.push(ListenerGroup { addr: *addr, servers: vec![si] }),
+            }
+        }
+    }
+
+    Ok(Compiled { servers, listeners, upstreams, keepalive_pool_size: keepalive_pool_size.max(1), warnings })
+}
+
+fn build_lb<S>(discovery: Box<discovery::Static>, health_check: &Option<HealthCheck>) -> LoadBalancer<S>
+where
+    S: pingora::lb::selection::BackendSelection + 'static,
+    S::Iter: pingora::lb::selection::BackendIter,
+{
+    let mut lb = LoadBalancer::<S>::from_backends(Backends::new(discovery));
+    // Static discovery never blocks: populate the selector now so the first request has backends.
+    if let Some(Err(e)) = futures_now_or_never(lb.update()) {
+        tracing::warn!("upstream discovery failed: {e}");
+    }
+    match health_check {
+        Some(HealthCheck::Tcp { interval }) => {
+            lb.set_health_check(pingora::lb::health_check::TcpHealthCheck::new());
+            lb.health_check_frequency = Some(*interval);
+        }
+        Some(HealthCheck::Http { path, interval }) => {
+            let mut hc = pingora::lb::health_check::HttpHealthCheck::new("localhost", false);
+            if let Ok(uri) = path.parse() {
+                hc.req.set_uri(uri);
+            }
+            lb.set_health_check(Box::new(hc));
+            lb.health_check_frequency = Some(*interval);
+        }
+        None => {}
+    }
+    lb
+}
+
+/// Polls a future once; static discovery completes immediately.
+fn futures_now_or_never<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
+    match address.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(format!("`{address}` resolved to no addresses"))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(format!("cannot resolve `{address}`: {e}")),
+    }
+}
+
+fn route_label(route: &certgate_config::RouteConfig, index: usize) -> String {
+    let m = &route.matcher;
+    m.path
+        .clone()
+        .or_else(|| m.path_prefix.clone())
+        .or_else(|| m.grpc_service.clone())
+        .or_else(|| m.path_regex.clone())
+        .or_else(|| m.host.clone())
+        .unwrap_or_else(|| format!("route{index}"))
+}
+
+fn normalize_allow_rule(rule: &AllowRule) -> AllowRule {
+    match rule {
+        AllowRule::FingerprintSha256(v) => AllowRule::FingerprintSha256(v.iter().map(|f| normalize_hex(f)).collect()),
+        AllowRule::SpkiSha256(v) => AllowRule::SpkiSha256(v.iter().map(|f| normalize_hex(f)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Accepts `AB:CD:…` or `abcd…` as people paste fingerprints from openssl.
+fn normalize_hex(s: &str) -> String {
+    s.chars().filter(|c| *c != ':').flat_map(|c| c.to_lowercase()).collect()
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
+
+fn expiry_warnings(what: &str, file: &Path, certs: &[CertificateDer<'static>], now: i64, warnings: &mut Vec<String>) {
+    for cert in certs {
+        if let Ok(summary) = certgate_pki::summarize(cert) {
+            let left = summary.not_after_unix - now;
+            if left < 0 {
+                warnings.push(format!("{what} {} ({}) has expired", file.display(), summary.subject));
+            } else if left < EXPIRY_WARNING_SECS {
+                warnings.push(format!(
+                    "{what} {} ({}) expires in {} days",
+                    file.display(),
+                    summary.subject,
+                    left / 86_400
+                ));
+            }
+        }
+    }
+}
+
+fn load_certified_key(
+    config: &Config,
+    key: &str,
+    cert_path: &Path,
+    key_path: &Path,
+    now: i64,
+    warnings: &mut Vec<String>,
+) -> Result<Arc<CertifiedKey>, ConfigError> {
+    let certs = certgate_pki::load_certs(cert_path).map_err(|e| config.error_at(&format!("{key}.tls.cert"), e.to_string()))?;
+    let private_key =
+        certgate_pki::load_private_key(key_path).map_err(|e| config.error_at(&format!("{key}.tls.key"), e.to_string()))?;
+    match certs.first().map(|leaf| certgate_pki::key_matches_certificate(leaf, &private_key)) {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
+            return Err(config.error_at(
+                &format!("{key}.tls.key"),
+                format!("{} does not match the certificate in {}", key_path.display(), cert_path.display()),
+            ))
+        }
+        Some(Err(e)) => return Err(config.error_at(&format!("{key}.tls.key"), e.to_string())),
+        None => return Err(config.error_at(&format!("{key}.tls.cert"), format!("no certificate in {}", cert_path.display()))),
+    }
+    expiry_warnings("server certificate", cert_path, &certs[..1], now, warnings);
+    let provider = crate::crypto_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(private_key)
+        .map_err(|e| config.error_at(&format!("{key}.tls.key"), format!("{}: unsupported key: {e}", key_path.display())))?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing_key)))
+}
+
+fn load_chain_verifier(
+    config: &Config,
+    key: &str,
+    auth: &certgate_config::ClientAuthConfig,
+    now: i64,
+    warnings: &mut Vec<String>,
+) -> Result<ChainVerifier, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut ca = Vec::new();
+    if let Some(path) = &auth.ca {
+        match certgate_pki::load_certs(path) {
+            Ok(certs) => {
+                expiry_warnings("client CA", path, &certs, now, warnings);
+                ca = certs;
+            }
+            Err(e) => errors.push(config.error_at(&format!("{key}.client_auth.ca"), e.to_string())),
+        }
+    }
+    let mut trusted = Vec::new();
+    for (i, path) in auth.trusted_ca.iter().enumerate() {
+        match certgate_pki::load_certs(path) {
+            Ok(mut certs) => {
+                expiry_warnings("trusted CA", path, &certs, now, warnings);
+                trusted.append(&mut certs);
+            }
+            Err(e) => errors.push(config.error_at(&format!("{key}.client_auth.trusted_ca[{i}]"), e.to_string())),
+        }
+    }
+    let crls = match certgate_pki::load_crls(&auth.crl) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(config.error_at(&format!("{key}.client_auth.crl"), e.to_string()));
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    ChainVerifier::new(ca, trusted, crls, auth.verify_depth)
+        .map_err(|e| vec![config.error_at(&format!("{key}.client_auth"), e.to_string())])
+}

@@ -1,0 +1,130 @@
+//! Route selection (`match:` blocks, first match wins, in file order) and per-route
+//! authorization (`allow:` rules evaluated against the connection's verified certificate).
+
+use certgate_config::AllowRule;
+use certgate_identity::ClientCert;
+use regex::Regex;
+
+/// All given conditions must hold; absent conditions match anything.
+pub struct RouteMatcher {
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<Regex>,
+    /// Stored as `/package.Service/`, the gRPC path prefix.
+    pub grpc_service: Option<String>,
+    /// Lower-cased.
+    pub host: Option<String>,
+}
+
+impl RouteMatcher {
+    /// `host` is the request's Host (or :authority) without port, lower-cased.
+    pub fn matches(&self, path: &str, host: &str) -> bool {
+        self.path.as_deref().is_none_or(|p| p == path)
+            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self.path_regex.as_ref().is_none_or(|r| r.is_match(path))
+            && self.grpc_service.as_deref().is_none_or(|s| path.starts_with(s))
+            && self.host.as_deref().is_none_or(|h| h == host)
+    }
+}
+
+/// `allow:` — any rule that matches allows; an empty list allows any verified certificate.
+pub struct AllowList {
+    rules: Vec<AllowRule>,
+}
+
+impl AllowList {
+    pub fn new(rules: Vec<AllowRule>) -> Self {
+        AllowList { rules }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn allows(&self, cert: &ClientCert) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|rule| rule_matches(rule, cert))
+    }
+}
+
+fn rule_matches(rule: &AllowRule, cert: &ClientCert) -> bool {
+    match rule {
+        AllowRule::Cn(names) => any_value(cert, "CN", names),
+        AllowRule::Ou(names) => any_value(cert, "OU", names),
+        AllowRule::Subject(dn) => cert.subject_dn() == dn,
+        AllowRule::SanUri(patterns) => cert.san_uri().iter().any(|uri| patterns.iter().any(|p| glob_match(p, uri))),
+        AllowRule::SanDns(patterns) => cert
+            .san_dns()
+            .iter()
+            .any(|dns| patterns.iter().any(|p| glob_match(&p.to_ascii_lowercase(), &dns.to_ascii_lowercase()))),
+        AllowRule::FingerprintSha256(prints) => prints.iter().any(|p| p == cert.fingerprint_sha256_hex()),
+        AllowRule::SpkiSha256(prints) => prints.iter().any(|p| p == cert.spki_sha256_hex()),
+    }
+}
+
+fn any_value(cert: &ClientCert, attribute: &str, wanted: &[String]) -> bool {
+    cert.subject_values(attribute).iter().any(|v| wanted.iter().any(|w| w == v))
+}
+
+/// `*` matches any run of characters (including `/` and `.`), everything else literally:
+/// `spiffe://example.org/ns/prod/*`, `*.svc.example.org`.
+pub fn glob_match(pattern: &str, value: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = value.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    if parts.is_empty() {
+        return rest.is_empty();
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_match("spiffe://example.org/ns/prod/*", "spiffe://example.org/ns/prod/sa/web"));
+        assert!(!glob_match("spiffe://example.org/ns/prod/*", "spiffe://example.org/ns/dev/sa/web"));
+        assert!(glob_match("*.svc.example.org", "api.svc.example.org"));
+        assert!(!glob_match("*.svc.example.org", "svc.example.org"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+        assert!(glob_match("a*b*c", "a-x-b-y-c"));
+        assert!(!glob_match("a*b*c", "a-x-c-y-b"));
+    }
+
+    #[test]
+    fn matcher_requires_every_condition() {
+        let m = RouteMatcher {
+            path: None,
+            path_prefix: Some("/api/".into()),
+            path_regex: None,
+            grpc_service: None,
+            host: Some("api.example.org".into()),
+        };
+        assert!(m.matches("/api/users", "api.example.org"));
+        assert!(!m.matches("/api/users", "other.example.org"));
+        assert!(!m.matches("/web", "api.example.org"));
+        let g = RouteMatcher {
+            path: None,
+            path_prefix: None,
+            path_regex: None,
+            grpc_service: Some("/helloworld.Greeter/".into()),
+            host: None,
+        };
+        assert!(g.matches("/helloworld.Greeter/SayHello", "x"));
+        assert!(!g.matches("/helloworld.GreeterX/SayHello", "x"));
+    }
+}

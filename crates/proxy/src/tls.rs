@@ -1,0 +1,227 @@
+//! The downstream TLS side of a listener: which server certificate to present (SNI),
+//! which client-certificate verifier to run in the handshake, and the per-connection
+//! identity computed once when the handshake completes.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use certgate_config::{OnFailure, VerifyMode};
+use certgate_identity::{ClientCert, Identity, PreparedHeaders, TlsInfo, VerifyResult};
+use certgate_pki::{ClientAuthMode, ClientAuthVerifier};
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use rustls::pki_types::UnixTime;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::compile::{Compiled, CompiledServer, ListenerGroup};
+use crate::Shared;
+
+/// What the gateway knows about one TLS connection; stored in pingora's `SslDigest`
+/// extension and read by every request on the connection (HTTP/1.1 keep-alive and
+/// HTTP/2 streams alike).
+pub struct ConnectionIdentity {
+    /// Index of the server chosen by SNI, in the configuration generation below.
+    pub server: usize,
+    pub generation: u64,
+    /// The listen address the connection arrived on.
+    pub listen: Option<std::net::SocketAddr>,
+    pub sni: Option<String>,
+    pub verify: VerifyResult,
+    pub cert: Option<Arc<ClientCert>>,
+    pub protocol: String,
+    pub cipher: String,
+    /// Identity and its header values, prepared at the connection's first request
+    /// (the peer address is not known to the TLS callback).
+    prepared: OnceLock<(Identity, PreparedHeaders)>,
+}
+
+impl ConnectionIdentity {
+    /// The same connection facts re-bound to another server after a reload.
+    pub fn for_server(&self, server: usize, generation: u64) -> ConnectionIdentity {
+        ConnectionIdentity {
+            server,
+            generation,
+            listen: self.listen,
+            sni: self.sni.clone(),
+            verify: self.verify.clone(),
+            cert: self.cert.clone(),
+            protocol: self.protocol.clone(),
+            cipher: self.cipher.clone(),
+            prepared: OnceLock::new(),
+        }
+    }
+
+    pub fn cert_sent(&self) -> bool {
+        self.cert.is_some() || !matches!(self.verify, VerifyResult::None)
+    }
+
+    /// The identity and prepared headers, built on first use with the peer address.
+    pub fn prepared(
+        &self,
+        server: &CompiledServer,
+        remote: Option<std::net::SocketAddr>,
+    ) -> &(Identity, PreparedHeaders) {
+        self.prepared.get_or_init(|| {
+            let (remote_addr, remote_port) = match remote {
+                Some(addr) => (addr.ip(), addr.port()),
+                None => (std::net::IpAddr::from([0, 0, 0, 0]), 0),
+            };
+            let identity = Identity {
+                verify: self.verify.clone(),
+                cert: self.cert.clone(),
+                tls: TlsInfo {
+                    protocol: self.protocol.clone(),
+                    cipher: self.cipher.clone(),
+                    server_name: self.sni.clone(),
+                    remote_addr,
+                    remote_port,
+                },
+            };
+            let headers = server.header_plan.prepare(&identity, crate::compile::unix_now());
+            (identity, headers)
+        })
+    }
+}
+
+/// Picks the server for a name within one listen address, as nginx picks a
+/// `server` block: exact name, then `*.suffix` wildcard, then the default server
+/// (one without `server_names`), then the first server on the address.
+pub fn select_server(compiled: &Compiled, group: &ListenerGroup, name: Option<&str>) -> usize {
+    let first = group.servers.first().copied().unwrap_or(0);
+    if let Some(name) = name {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        for &i in &group.servers {
+            if compiled.servers[i].server_names.iter().any(|n| *n == name) {
+                return i;
+            }
+        }
+        for &i in &group.servers {
+            let wildcard = compiled.servers[i].server_names.iter().any(|n| {
+                n.strip_prefix("*.")
+                    .is_some_and(|suffix| name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.')
+            });
+            if wildcard {
+                return i;
+            }
+        }
+    }
+    group
+        .servers
+        .iter()
+        .copied()
+        .find(|&i| compiled.servers[i].server_names.is_empty())
+        .unwrap_or(first)
+}
+
+/// Presents the certificate of the server SNI selects, from the current configuration.
+#[derive(Debug)]
+struct SniResolver {
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let state = self.shared.current.load();
+        let compiled = &state.compiled;
+        let group = compiled.listeners.iter().find(|g| g.addr == self.addr)?;
+        let server = select_server(compiled, group, hello.server_name());
+        Some(compiled.servers[server].certified_key.clone())
+    }
+}
+
+/// Runs when a handshake completes (full or resumed) and computes the connection's identity.
+struct HandshakeHook {
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+}
+
+#[async_trait]
+impl TlsAccept for HandshakeHook {
+    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+        let state = self.shared.current.load();
+        let compiled = &state.compiled;
+        let group = compiled.listeners.iter().find(|g| g.addr == self.addr)?;
+        let server_index = select_server(compiled, group, tls.server_name());
+        let server = &compiled.servers[server_index];
+        let (verify, cert) = match tls.peer_cert_chain_der() {
+            None => (VerifyResult::None, None),
+            Some([]) => (VerifyResult::None, None),
+            Some(chain) => {
+                // Verified on every handshake, resumed or not, so a CA or CRL change applies
+                // to resumed sessions too (rustls does not re-run the verifier on resumption).
+                let verify = match &server.chain_verifier {
+                    Some(verifier) => match verifier.verify(chain, UnixTime::now()) {
+                        Ok(_) => VerifyResult::Success,
+                        Err(failure) => VerifyResult::Failed(failure.reason.to_string()),
+                    },
+                    None => VerifyResult::None,
+                };
+                let cert = match ClientCert::from_chain(chain) {
+                    Ok(cert) => Some(Arc::new(cert)),
+                    Err(e) => {
+                        tracing::info!(server = %server.name, "client certificate could not be parsed: {e}");
+                        None
+                    }
+                };
+                let verify = match (verify, &cert) {
+                    // A certificate we cannot parse is never treated as verified.
+                    (VerifyResult::Success, None) => VerifyResult::Failed("unable to decode issuer public key".into()),
+                    (v, _) => v,
+                };
+                (verify, cert)
+            }
+        };
+        let conn = Arc::new(ConnectionIdentity {
+            server: server_index,
+            generation: state.generation,
+            listen: Some(self.addr),
+            sni: tls.server_name().map(str::to_owned),
+            verify,
+            cert,
+            protocol: certgate_identity::openssl_protocol_name(tls.version().unwrap_or("")),
+            cipher: certgate_identity::openssl_cipher_name(tls.current_cipher_name().unwrap_or("")),
+            prepared: OnceLock::new(),
+        });
+        // pingora hands back `&T`; storing the Arc lets each request keep its own handle.
+        Some(Arc::new(conn))
+    }
+}
+
+/// Builds pingora's TLS settings for one listen address.
+pub fn listener_settings(shared: &Arc<Shared>, group: &ListenerGroup) -> pingora::Result<TlsSettings> {
+    let state = shared.current.load();
+    let compiled = &state.compiled;
+    let servers: Vec<&CompiledServer> = group.servers.iter().map(|&i| &compiled.servers[i]).collect();
+
+    let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeHook { shared: shared.clone(), addr: group.addr }))?;
+    settings.set_cert_resolver(Arc::new(SniResolver { shared: shared.clone(), addr: group.addr }));
+
+    // A rustls listener has one verifier for all servers on the address. Failing the
+    // handshake itself is only possible when a single server owns the address;
+    // otherwise certificates are requested and each server's policy is applied after
+    // the handshake, once SNI has chosen the server.
+    let requesting: Vec<&&CompiledServer> = servers.iter().filter(|s| s.chain_verifier.is_some()).collect();
+    if let Some(first) = requesting.first() {
+        let mode = if servers.len() == 1 && first.verify == VerifyMode::On && first.on_failure == OnFailure::Handshake {
+            ClientAuthMode::Require
+        } else {
+            ClientAuthMode::Request
+        };
+        if let Some(verifier) = &first.chain_verifier {
+            let chain = Arc::new(ArcSwap::new(verifier.clone()));
+            settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider())));
+        }
+    }
+    let h2 = servers.iter().any(|s| s.alpn_h2);
+    if h2 {
+        settings.enable_h2();
+    } else {
+        settings.set_alpn(pingora::listeners::ALPN::H1);
+    }
+    Ok(settings)
+}
