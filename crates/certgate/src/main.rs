@@ -30,17 +30,30 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration and every file it names, like `nginx -t`.
     Check,
+    /// Check the configuration, then tell the running gateway to reload it (SIGHUP).
+    Reload(ReloadArgs),
     /// Zero set-up demo: ephemeral PKI, built-in echo upstream, gateway on 127.0.0.1:8443.
     Demo(demo::DemoArgs),
     /// Certificate tooling: init, issue, p12, inspect, verify.
     Certs(certs::CertsArgs),
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
+struct ReloadArgs {
+    /// The pid file `certgate run` wrote.
+    #[arg(long, default_value_os_t = default_pid_file())]
+    pid_file: PathBuf,
+}
+
+fn default_pid_file() -> PathBuf {
+    std::env::temp_dir().join("certgate.pid")
+}
+
+#[derive(clap::Args)]
 struct RunArgs {
     /// Write the process id here (used by `certgate reload`).
-    #[arg(long)]
-    pid_file: Option<PathBuf>,
+    #[arg(long, default_value_os_t = default_pid_file())]
+    pid_file: PathBuf,
     /// Worker threads (default: one per CPU core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -51,9 +64,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Certs(args)) => certs::run(args),
         Some(Command::Check) => check(&cli.config),
+        Some(Command::Reload(args)) => reload(&cli.config, &args.pid_file),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Run(args)) => run(&cli.config, args),
-        None => run(&cli.config, RunArgs::default()),
+        None => run(&cli.config, RunArgs { pid_file: default_pid_file(), threads: 0 }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,5 +112,22 @@ pub(crate) fn run_config(config: Config, options: certgate_proxy::RunOptions) ->
 fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
     let config = load(path).with_context(|| "not started")?;
     init_logging(&config.log.level);
-    run_config(config, certgate_proxy::RunOptions { threads: args.threads, pid_file: args.pid_file })
+    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write the pid file {}", args.pid_file.display()))?;
+    run_config(config, certgate_proxy::RunOptions { threads: args.threads, pid_file: Some(args.pid_file) })
+}
+
+/// Validates first, so a broken config is reported here and never reaches the gateway.
+fn reload(path: &Path, pid_file: &Path) -> anyhow::Result<()> {
+    check(path)?;
+    let text = std::fs::read_to_string(pid_file)
+        .with_context(|| format!("cannot read the pid file {} (is certgate running?)", pid_file.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{}: not a process id: {:?}", pid_file.display(), text.trim()))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
+        .with_context(|| format!("cannot signal process {pid} from {}", pid_file.display()))?;
+    println!("certgate: reload signalled to process {pid}");
+    Ok(())
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod compile;
+pub mod reload;
 pub mod responses;
 pub mod routes;
 pub mod service;
@@ -33,6 +34,9 @@ pub struct State {
 pub struct Shared {
     pub current: ArcSwap<State>,
     next_generation: AtomicU64,
+    /// The chain verifier each listener's rustls verifier reads (for CertificateRequest
+    /// names and `on_failure: handshake`), re-pointed on every swap.
+    listener_verifiers: std::sync::Mutex<Vec<(std::net::SocketAddr, Arc<ArcSwap<certgate_pki::ChainVerifier>>)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -46,14 +50,33 @@ impl Shared {
         Arc::new(Shared {
             current: ArcSwap::from_pointee(State { generation: 0, compiled }),
             next_generation: AtomicU64::new(1),
+            listener_verifiers: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    pub(crate) fn register_listener_verifier(
+        &self,
+        addr: std::net::SocketAddr,
+        verifier: Arc<ArcSwap<certgate_pki::ChainVerifier>>,
+    ) {
+        if let Ok(mut list) = self.listener_verifiers.lock() {
+            list.push((addr, verifier));
+        }
     }
 
     /// Installs a new configuration; new handshakes and new requests use it, requests in
     /// flight keep the snapshot they started with.
-    pub fn swap(&self, compiled: Compiled) {
+    pub fn swap(&self, compiled: Compiled) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        if let Ok(list) = self.listener_verifiers.lock() {
+            for (addr, slot) in list.iter() {
+                if let Some(verifier) = tls::listener_chain_verifier(&compiled, *addr) {
+                    slot.store(verifier);
+                }
+            }
+        }
         self.current.store(Arc::new(State { generation, compiled }));
+        generation
     }
 }
 
@@ -85,7 +108,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
     }
-    let server = build_server(compiled, &options).map_err(|e| {
+    let server = build_server(compiled, &config.file, &options).map_err(|e| {
         ConfigErrors(vec![config.error_at("servers", format!("cannot start the listeners: {e}"))])
     })?;
     tracing::info!("certgate started");
@@ -93,7 +116,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
 }
 
 /// Builds the pingora server with one proxy service listening on every configured address.
-pub fn build_server(compiled: Compiled, options: &RunOptions) -> pingora::Result<Server> {
+pub fn build_server(compiled: Compiled, config_path: &std::path::Path, options: &RunOptions) -> pingora::Result<Server> {
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
@@ -142,6 +165,10 @@ pub fn build_server(compiled: Compiled, options: &RunOptions) -> pingora::Result
     }
     drop(state);
     server.add_service(proxy);
+    server.add_service(pingora::services::background::GenBackgroundService::new(
+        "reload on SIGHUP".to_string(),
+        Arc::new(reload::ReloadOnHangup { shared: shared.clone(), path: config_path.to_path_buf() }),
+    ));
     for hc in health_checks {
         server.add_service(hc);
     }

@@ -192,6 +192,13 @@ impl TlsAccept for HandshakeHook {
     }
 }
 
+/// The chain verifier whose CA names a listener announces: the first server on the address
+/// that verifies client certificates.
+pub fn listener_chain_verifier(compiled: &Compiled, addr: std::net::SocketAddr) -> Option<Arc<certgate_pki::ChainVerifier>> {
+    let group = compiled.listeners.iter().find(|g| g.addr == addr)?;
+    group.servers.iter().find_map(|&i| compiled.servers[i].chain_verifier.clone())
+}
+
 /// Builds pingora's TLS settings for one listen address.
 pub fn listener_settings(shared: &Arc<Shared>, group: &ListenerGroup) -> pingora::Result<TlsSettings> {
     let state = shared.current.load();
@@ -205,17 +212,17 @@ pub fn listener_settings(shared: &Arc<Shared>, group: &ListenerGroup) -> pingora
     // handshake itself is only possible when a single server owns the address;
     // otherwise certificates are requested and each server's policy is applied after
     // the handshake, once SNI has chosen the server.
-    let requesting: Vec<&&CompiledServer> = servers.iter().filter(|s| s.chain_verifier.is_some()).collect();
-    if let Some(first) = requesting.first() {
-        let mode = if servers.len() == 1 && first.verify == VerifyMode::On && first.on_failure == OnFailure::Handshake {
-            ClientAuthMode::Require
-        } else {
-            ClientAuthMode::Request
+    if let Some(verifier) = listener_chain_verifier(compiled, group.addr) {
+        let first = servers.iter().find(|s| s.chain_verifier.is_some());
+        let mode = match first {
+            Some(s) if servers.len() == 1 && s.verify == VerifyMode::On && s.on_failure == OnFailure::Handshake => {
+                ClientAuthMode::Require
+            }
+            _ => ClientAuthMode::Request,
         };
-        if let Some(verifier) = &first.chain_verifier {
-            let chain = Arc::new(ArcSwap::new(verifier.clone()));
-            settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider())));
-        }
+        let chain = Arc::new(ArcSwap::new(verifier));
+        shared.register_listener_verifier(group.addr, chain.clone());
+        settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider())));
     }
     let h2 = servers.iter().any(|s| s.alpn_h2);
     if h2 {

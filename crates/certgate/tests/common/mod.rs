@@ -235,7 +235,8 @@ pub fn start_gateway(pki: &Pki, yaml: &str) -> Gateway {
     let config = pki.write("gateway.yaml", &yaml.replace("{listen}", &addr.to_string()));
     let log = pki.path(&format!("gateway-{port}.log"));
     let child = Command::new(bin())
-        .args(["-c", config.to_str().unwrap(), "run"])
+        .args(["-c", config.to_str().unwrap(), "run", "--pid-file"])
+        .arg(pki.path(&format!("certgate-{port}.pid")))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

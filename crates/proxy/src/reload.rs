@@ -1,0 +1,78 @@
+//! Hot reload: on SIGHUP, re-read gateway.yaml and every file it names, compile it, and
+//! swap it in atomically. A config that fails anywhere leaves the running one untouched.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use certgate_config::{Config, ConfigErrors};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::compile::{compile, Compiled};
+use crate::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("listen addresses changed ({0}); restart certgate to apply them")]
+    NeedsRestart(String),
+}
+
+fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
+    compiled.listeners.iter().map(|g| g.addr).collect()
+}
+
+/// Loads and compiles `path`, then installs it. Blocking (file I/O, name resolution).
+pub fn reload_from(shared: &Shared, path: &std::path::Path) -> Result<u64, ReloadError> {
+    let config = Config::load(path)?;
+    let compiled = compile(&config)?;
+    let current = shared.current.load();
+    let (old, new) = (listen_set(&current.compiled), listen_set(&compiled));
+    if old != new {
+        let describe = |s: &BTreeSet<SocketAddr>| s.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(ReloadError::NeedsRestart(format!("running: {}; new: {}", describe(&old), describe(&new))));
+    }
+    drop(current);
+    for warning in &compiled.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(shared.swap(compiled))
+}
+
+/// Waits for SIGHUP and reloads the configuration file the process started with.
+pub struct ReloadOnHangup {
+    pub shared: Arc<Shared>,
+    pub path: PathBuf,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, reload disabled: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    let shared = self.shared.clone();
+                    let path = self.path.clone();
+                    let outcome = tokio::task::spawn_blocking(move || reload_from(&shared, &path)).await;
+                    match outcome {
+                        Ok(Ok(generation)) => tracing::info!(generation, "configuration reloaded from {}", self.path.display()),
+                        Ok(Err(e)) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
+                        Err(e) => tracing::error!("reload task failed, keeping the running configuration: {e}"),
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
