@@ -1,8 +1,682 @@
 //! `certgate certs …`: the openssl-recipe replacement (init, issue, p12, inspect, verify).
+//!
+//! Command-line parsing and printing only: certificates are made by
+//! `certgate_pki::issue`, bundles by `certgate_pki::p12`, chains are verified by the
+//! gateway's own `certgate_pki::ChainVerifier`, and identity headers come from
+//! `certgate_identity`, so what this prints is what the gateway does.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use certgate_pki::issue::{self, Authority, CertKind, IssueError, IssueRequest, KeyAlgorithm};
+use certgate_pki::p12::{P12Options, P12Profile};
 
 #[derive(clap::Args)]
-pub struct CertsArgs {}
+pub struct CertsArgs {
+    #[command(subcommand)]
+    command: CertsCommand,
+}
 
-pub fn run(_args: CertsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(clap::Subcommand)]
+enum CertsCommand {
+    /// Create a development PKI: a CA, a server certificate for localhost and one client certificate.
+    Init(InitArgs),
+    /// Issue one more certificate (client, server or intermediate CA) signed by a CA.
+    Issue(IssueArgs),
+    /// Bundle a certificate and its key into a PKCS#12 (.p12) file for browsers and OS key stores.
+    P12(P12Args),
+    /// Show a certificate file (PEM or DER, one certificate or a chain) and the identity headers it would produce.
+    Inspect(InspectArgs),
+    /// Verify a client certificate (chain) against a CA with the gateway's own verifier.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Directory to write ca.crt, ca.key, server.crt, server.key, client.crt, client.key to.
+    #[arg(long, default_value = "certs")]
+    dir: PathBuf,
+    /// Use RSA keys of this size (2048, 3072 or 4096) instead of ECDSA P-256.
+    #[arg(long, value_name = "BITS")]
+    rsa: Option<u32>,
+    /// Validity of the server and client certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Validity of the CA certificate, in days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+    /// Extra DNS name for the server certificate (besides localhost); repeatable.
+    #[arg(long, value_name = "NAME")]
+    dns: Vec<String>,
+    /// Extra IP address for the server certificate (besides 127.0.0.1 and ::1); repeatable.
+    #[arg(long, value_name = "ADDR")]
+    ip: Vec<IpAddr>,
+    /// Common name of the client certificate.
+    #[arg(long, default_value = "certgate-client")]
+    client_cn: String,
+    /// Encrypt ca.key with the passphrase in this environment variable (AES-256, like openssl's -aes256).
+    #[arg(long, value_name = "VAR")]
+    ca_passphrase_env: Option<String>,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Kind {
+    /// TLS client certificate (EKU clientAuth): what the gateway verifies.
+    Client,
+    /// TLS server certificate (EKU serverAuth).
+    Server,
+    /// Intermediate CA (CA:TRUE, pathlen), to sign further certificates with --ca.
+    Intermediate,
+}
+
+#[derive(clap::Args)]
+struct IssueArgs {
+    /// What to issue.
+    #[arg(value_enum)]
+    kind: Kind,
+    /// Common name (CN). Required for client certificates; servers default to the first --dns/--ip.
+    #[arg(long)]
+    cn: Option<String>,
+    /// Organization (O).
+    #[arg(long)]
+    o: Option<String>,
+    /// Organizational unit (OU).
+    #[arg(long)]
+    ou: Option<String>,
+    /// DNS name SAN; repeatable.
+    #[arg(long, value_name = "NAME")]
+    dns: Vec<String>,
+    /// IP address SAN; repeatable.
+    #[arg(long, value_name = "ADDR")]
+    ip: Vec<IpAddr>,
+    /// URI SAN, e.g. a SPIFFE ID spiffe://example.org/ns/prod/sa/api; repeatable.
+    #[arg(long)]
+    uri: Vec<String>,
+    /// E-mail address SAN; repeatable.
+    #[arg(long)]
+    email: Vec<String>,
+    /// Validity in days [default: 365, intermediates 1825; never beyond the CA's].
+    #[arg(long)]
+    days: Option<u32>,
+    /// Certificate of the CA to sign with (a root or an intermediate; further certificates in the file are its chain).
+    #[arg(long, default_value = "certs/ca.crt")]
+    ca: PathBuf,
+    /// Private key of the CA [default: --ca with the extension .key].
+    #[arg(long)]
+    ca_key: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted CA key.
+    #[arg(long, value_name = "VAR")]
+    ca_passphrase_env: Option<String>,
+    /// Output path: writes OUT.crt (certificate + intermediates) and OUT.key [default: the CN, next to --ca].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Use an RSA key of this size (2048, 3072 or 4096) instead of ECDSA P-256.
+    #[arg(long, value_name = "BITS")]
+    rsa: Option<u32>,
+    /// Intermediates only: how many further intermediates may sit below this one.
+    #[arg(long, default_value_t = 0)]
+    pathlen: u8,
+    /// Encrypt the new private key with the passphrase in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    key_passphrase_env: Option<String>,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+struct P12Args {
+    /// Certificate (PEM, leaf first; intermediates after it are included).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Private key of the certificate.
+    #[arg(long)]
+    key: PathBuf,
+    /// CA certificate(s) to include (e.g. the root); repeatable.
+    #[arg(long)]
+    ca: Vec<PathBuf>,
+    /// Where to write the .p12 file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Environment variable holding the export password [default: empty password].
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// 3DES and SHA-1 MAC instead of AES-256 and SHA-256, for old importers (older macOS, Windows, Java 8).
+    #[arg(long)]
+    legacy: bool,
+    /// Name shown by importers [default: the certificate's CN].
+    #[arg(long)]
+    name: Option<String>,
+    /// Environment variable holding the passphrase of an encrypted --key.
+    #[arg(long, value_name = "VAR")]
+    key_passphrase_env: Option<String>,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// Certificate file: PEM or DER, one certificate or a chain (leaf first).
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Trusted CA certificate(s), as `client_auth.ca` in gateway.yaml.
+    #[arg(long, default_value = "certs/ca.crt")]
+    ca: PathBuf,
+    /// At most this many intermediates between the certificate and the CA (`client_auth.verify_depth`).
+    #[arg(long, default_value_t = 1)]
+    depth: u32,
+    /// CRL file (PEM or DER); repeatable.
+    #[arg(long)]
+    crl: Vec<PathBuf>,
+    /// Client certificate, followed by its intermediates, as a client would send it.
+    cert: PathBuf,
+}
+
+pub fn run(args: CertsArgs) -> anyhow::Result<()> {
+    let result = match args.command {
+        CertsCommand::Init(args) => init(args),
+        CertsCommand::Issue(args) => issue_one(args),
+        CertsCommand::P12(args) => p12(args),
+        CertsCommand::Inspect(args) => inspect(args),
+        CertsCommand::Verify(args) => verify(args),
+    };
+    result.map_err(without_repeated_causes)
+}
+
+/// `{:#}` prints every cause after its parent; some library errors already quote their
+/// cause (`cannot read X: No such file or directory`), which would then appear twice.
+fn without_repeated_causes(error: anyhow::Error) -> anyhow::Error {
+    let mut message = String::new();
+    let mut parent = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parent.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        parent = text;
+    }
+    anyhow::Error::msg(message)
+}
+
+/// A secret from the environment: named on the command line, never typed into it (where
+/// it would land in shell history and `ps`).
+fn secret_from_env(var: &str, what: &str) -> anyhow::Result<String> {
+    match std::env::var(var) {
+        Ok(value) if value.is_empty() => bail!("environment variable {var} ({what}) is empty"),
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => {
+            bail!("environment variable {var} ({what}) is not set")
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("environment variable {var} ({what}) is not valid UTF-8")
+        }
+    }
+}
+
+fn key_algorithm(rsa: Option<u32>) -> anyhow::Result<KeyAlgorithm> {
+    Ok(match rsa {
+        Some(bits) => KeyAlgorithm::rsa(bits)?,
+        None => KeyAlgorithm::EcdsaP256,
+    })
+}
+
+/// Adds the command-line hint to library errors that need one.
+fn with_hint(error: IssueError, passphrase_flag: &str) -> anyhow::Error {
+    match error {
+        IssueError::KeyEncrypted { .. } => anyhow::anyhow!("{error} (pass {passphrase_flag} VAR)"),
+        other => other.into(),
+    }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let key = key_algorithm(args.rsa)?;
+    let passphrase = match &args.ca_passphrase_env {
+        Some(var) => Some(secret_from_env(var, "CA key passphrase")?),
+        None => None,
+    };
+    let options = issue::DevPkiOptions {
+        key,
+        ca_days: args.ca_days,
+        days: args.days,
+        extra_dns: args.dns.clone(),
+        extra_ips: args.ip.clone(),
+        client_cn: args.client_cn.clone(),
+        ca_key_passphrase: passphrase,
+        ..issue::DevPkiOptions::default()
+    };
+    // Refuse before the (possibly slow) key generation; writing checks again.
+    if !args.force {
+        let existing: Vec<PathBuf> = issue::DEV_PKI_FILES
+            .iter()
+            .map(|name| args.dir.join(name))
+            .filter(|path| path.symlink_metadata().is_ok())
+            .collect();
+        if !existing.is_empty() {
+            return Err(IssueError::Exists { paths: existing }.into());
+        }
+    }
+    if key.is_rsa() {
+        eprintln!("certgate: generating {key} keys (this can take a while)");
+    }
+    let pki = issue::dev_pki(&options).context("cannot create the PKI")?;
+    let written = issue::write_dev_pki(&pki, &args.dir, args.force)?;
+
+    let mut server_names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    server_names.extend(args.dns.iter().cloned());
+    server_names.extend(args.ip.iter().map(ToString::to_string));
+    let ca_key_note = if args.ca_passphrase_env.is_some() {
+        "encrypted, "
+    } else {
+        ""
+    };
+    let notes = [
+        "CA certificate: clients trust it; gateway.yaml `client_auth.ca`".to_string(),
+        format!("CA private key ({ca_key_note}mode 0600): signs new certificates, keep it secret"),
+        format!(
+            "server certificate for {} ({} days)",
+            server_names.join(", "),
+            args.days
+        ),
+        "server private key (mode 0600)".to_string(),
+        format!(
+            "client certificate CN={} ({} days)",
+            args.client_cn, args.days
+        ),
+        "client private key (mode 0600)".to_string(),
+    ];
+    let width = written
+        .iter()
+        .map(|p| p.display().to_string().len())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "certgate: wrote a development PKI ({key}) in {}:",
+        args.dir.display()
+    );
+    for (path, note) in written.iter().zip(&notes) {
+        println!("  {:width$}  {note}", path.display().to_string());
+    }
+    let d = args.dir.display();
+    let ca_flag = if args.dir == Path::new("certs") {
+        String::new()
+    } else {
+        format!(" --ca {d}/ca.crt")
+    };
+    println!(
+        "\nNext:\n  \
+         certgate run\n  \
+         curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key https://localhost:8443/\n\n\
+         More clients, and a .p12 for a browser:\n  \
+         certgate certs issue client --cn alice{ca_flag}\n  \
+         certgate certs p12 --cert {d}/client.crt --key {d}/client.key --ca {d}/ca.crt --out {d}/client.p12 --password-env P12_PASSWORD"
+    );
+    Ok(())
+}
+
+/// `certs/alice` → (`certs/alice.crt`, `certs/alice.key`); a given `.crt`/`.pem`/`.cer`
+/// extension is kept for the certificate and replaced by `.key` for the key.
+fn output_paths(out: &Path) -> (PathBuf, PathBuf) {
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("crt" | "pem" | "cer") => (out.to_path_buf(), out.with_extension("key")),
+        _ => {
+            let mut cert = out.as_os_str().to_owned();
+            cert.push(".crt");
+            let mut key = out.as_os_str().to_owned();
+            key.push(".key");
+            (PathBuf::from(cert), PathBuf::from(key))
+        }
+    }
+}
+
+/// A file name from a common name: `Alice Smith` → `alice-smith`.
+fn file_stem(common_name: &str) -> String {
+    let mut stem = String::new();
+    for c in common_name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+            stem.push(c.to_ascii_lowercase());
+        } else if !stem.ends_with('-') {
+            stem.push('-');
+        }
+    }
+    let stem = stem.trim_matches(|c| c == '-' || c == '.').to_string();
+    if stem.is_empty() {
+        "cert".into()
+    } else {
+        stem
+    }
+}
+
+fn issue_one(args: IssueArgs) -> anyhow::Result<()> {
+    let kind = match args.kind {
+        Kind::Client => CertKind::Client,
+        Kind::Server => CertKind::Server,
+        Kind::Intermediate => CertKind::Intermediate {
+            path_len: args.pathlen,
+        },
+    };
+    let common_name = match (&args.cn, args.kind) {
+        (Some(cn), _) => cn.clone(),
+        (None, Kind::Client) => {
+            bail!("--cn is required for a client certificate: it is the identity the backend sees")
+        }
+        (None, Kind::Intermediate) => "certgate intermediate CA".into(),
+        (None, Kind::Server) => match (args.dns.first(), args.ip.first()) {
+            (Some(dns), _) => dns.clone(),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => bail!(
+                "a server certificate needs --dns NAME or --ip ADDR (or --cn with a host name)"
+            ),
+        },
+    };
+    let mut request = IssueRequest::new(kind, common_name.clone());
+    request.organization = args.o.clone();
+    request.organizational_unit = args.ou.clone();
+    request.dns_names = args.dns.clone();
+    request.ip_addresses = args.ip.clone();
+    request.uris = args.uri.clone();
+    request.emails = args.email.clone();
+    if let Some(days) = args.days {
+        request.days = days;
+    }
+    request.key = key_algorithm(args.rsa)?;
+
+    let ca_key = args
+        .ca_key
+        .clone()
+        .unwrap_or_else(|| args.ca.with_extension("key"));
+    let ca_passphrase = match &args.ca_passphrase_env {
+        Some(var) => Some(secret_from_env(var, "CA key passphrase")?),
+        None => None,
+    };
+    let key_passphrase = match &args.key_passphrase_env {
+        Some(var) => Some(secret_from_env(var, "new key passphrase")?),
+        None => None,
+    };
+    let (cert_path, key_path) = match &args.out {
+        Some(out) => output_paths(out),
+        None => {
+            let dir = args
+                .ca
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            output_paths(&dir.join(file_stem(&common_name)))
+        }
+    };
+    // Refuse before the (possibly slow) key generation, not only when writing.
+    if !args.force {
+        let existing: Vec<PathBuf> = [&cert_path, &key_path]
+            .into_iter()
+            .filter(|p| p.exists())
+            .cloned()
+            .collect();
+        if !existing.is_empty() {
+            return Err(IssueError::Exists { paths: existing }.into());
+        }
+    }
+
+    let authority = Authority::load(&args.ca, &ca_key, ca_passphrase.as_deref())
+        .map_err(|e| with_hint(e, "--ca-passphrase-env"))?;
+    if request.key.is_rsa() {
+        eprintln!(
+            "certgate: generating an {} key (this can take a while)",
+            request.key
+        );
+    }
+    let issued = authority.issue(&request)?;
+    for warning in &issued.warnings {
+        eprintln!("certgate: [warn] {warning}");
+    }
+    issued.write(&cert_path, &key_path, key_passphrase.as_deref(), args.force)?;
+
+    let what = match kind {
+        CertKind::Client => "client certificate",
+        CertKind::Server => "server certificate",
+        CertKind::Intermediate { .. } => "intermediate CA certificate",
+    };
+    let intermediates = issued.chain.len() - 1;
+    let chain_note = match intermediates {
+        0 => "certificate".to_string(),
+        1 => "certificate + 1 intermediate".to_string(),
+        n => format!("certificate + {n} intermediates"),
+    };
+    println!(
+        "certgate: issued {what} CN={common_name} (serial {}, expires {}), signed by {}",
+        issued.serial,
+        issue::format_time(issued.not_after),
+        args.ca.display()
+    );
+    println!("  {}  {chain_note}", cert_path.display());
+    let key_note = if key_passphrase.is_some() {
+        "private key (encrypted, mode 0600)"
+    } else {
+        "private key (mode 0600)"
+    };
+    println!("  {}  {key_note}", key_path.display());
+    if let CertKind::Intermediate { .. } = kind {
+        println!(
+            "\nSign with it:\n  certgate certs issue client --cn NAME --ca {} --ca-key {}",
+            cert_path.display(),
+            key_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn p12(args: P12Args) -> anyhow::Result<()> {
+    let password = match &args.password_env {
+        Some(var) => secret_from_env(var, "PKCS#12 password")?,
+        None => String::new(),
+    };
+    let key_passphrase = match &args.key_passphrase_env {
+        Some(var) => Some(secret_from_env(var, "key passphrase")?),
+        None => None,
+    };
+    if !args.force && args.out.exists() {
+        return Err(IssueError::Exists {
+            paths: vec![args.out.clone()],
+        }
+        .into());
+    }
+    let chain = issue::read_certificates(&args.cert)?;
+    let key = issue::read_private_key(&args.key, key_passphrase.as_deref())
+        .map_err(|e| with_hint(e, "--key-passphrase-env"))?;
+    let mut extra = Vec::new();
+    for ca in &args.ca {
+        extra.extend(issue::read_certificates(ca)?);
+    }
+    let options = P12Options {
+        password: &password,
+        profile: if args.legacy {
+            P12Profile::Legacy
+        } else {
+            P12Profile::Modern
+        },
+        friendly_name: args.name.as_deref(),
+    };
+    let der =
+        certgate_pki::p12::build_p12(&chain, &key, &extra, &options).map_err(|e| match e {
+            certgate_pki::p12::P12Error::KeyMismatch => anyhow::anyhow!(
+                "the private key {} does not match the certificate {}",
+                args.key.display(),
+                args.cert.display()
+            ),
+            other => other.into(),
+        })?;
+    issue::write_file_set(&[issue::OutputFile::secret(&args.out, der)], args.force)?;
+
+    let profile = if args.legacy {
+        "legacy: 3DES, SHA-1 MAC"
+    } else {
+        "AES-256-CBC, SHA-256 MAC"
+    };
+    let protection = match &args.password_env {
+        Some(var) => format!("password from ${var}"),
+        None => "empty password".to_string(),
+    };
+    let mut certificates: Vec<&[u8]> = chain.iter().chain(&extra).map(|c| c.as_ref()).collect();
+    certificates.sort_unstable();
+    certificates.dedup();
+    println!(
+        "certgate: wrote {} ({profile}; {protection}): the key and {} certificate{}, mode 0600",
+        args.out.display(),
+        certificates.len(),
+        if certificates.len() == 1 { "" } else { "s" }
+    );
+    if password.is_empty() {
+        println!(
+            "  some importers (macOS Keychain) refuse an empty password: use --password-env VAR"
+        );
+    }
+    Ok(())
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let chain = issue::read_certificates(&args.file)?;
+    let count = chain.len();
+    for (i, der) in chain.iter().enumerate() {
+        let summary = issue::inspect::summarize(der)
+            .with_context(|| format!("{}: certificate #{}", args.file.display(), i + 1))?;
+        // The identity crate's RFC 2253 formatting is OpenSSL's (and nginx's) byte for byte.
+        let names = certgate_identity::ClientCert::from_chain(std::slice::from_ref(der));
+        if count > 1 {
+            let role = if i == 0 {
+                "leaf"
+            } else if summary.self_signed {
+                "root"
+            } else {
+                "intermediate"
+            };
+            println!("Certificate {} of {count} ({role})", i + 1);
+        }
+        match &names {
+            Ok(cert) => {
+                println!("  Subject:      {}", cert.subject_dn());
+                println!("  Issuer:       {}", cert.issuer_dn());
+            }
+            Err(e) => println!("  Subject:      (cannot be printed: {e})"),
+        }
+        println!("  Serial:       {}", summary.serial);
+        println!("  Not before:   {}", issue::format_time(summary.not_before));
+        let days = summary.days_left();
+        let remaining = if !summary.is_valid_now() && days >= 0 {
+            "not yet valid".to_string()
+        } else if days < 0 {
+            format!("EXPIRED {} days ago", -days)
+        } else {
+            format!("{days} days left")
+        };
+        println!(
+            "  Not after:    {} ({remaining})",
+            issue::format_time(summary.not_after)
+        );
+        if !summary.subject_alt_names.is_empty() {
+            println!("  SANs:         {}", summary.subject_alt_names.join(", "));
+        }
+        println!("  Key:          {}", summary.key);
+        if let Some(bc) = &summary.basic_constraints {
+            println!("  Basic constr: {bc}");
+        }
+        if !summary.key_usage.is_empty() {
+            println!("  Key usage:    {}", summary.key_usage.join(", "));
+        }
+        if !summary.extended_key_usage.is_empty() {
+            println!("  EKU:          {}", summary.extended_key_usage.join(", "));
+        }
+        println!("  SHA-1:        {}", summary.sha1_fingerprint);
+        println!("  SHA-256:      {}", summary.sha256_fingerprint);
+        if i + 1 < count {
+            println!();
+        }
+    }
+
+    // What a backend behind the gateway would receive for this certificate (as a
+    // verified client certificate, nginx preset).
+    let client = certgate_identity::ClientCert::from_chain(&chain).with_context(|| {
+        format!(
+            "{}: the gateway could not use this certificate",
+            args.file.display()
+        )
+    })?;
+    let identity = certgate_identity::Identity {
+        verify: certgate_identity::VerifyResult::Success,
+        cert: Some(Arc::new(client)),
+        tls: certgate_identity::TlsInfo {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_128_GCM_SHA256".into(),
+            server_name: None,
+            remote_addr: IpAddr::from([127, 0, 0, 1]),
+            remote_port: 0,
+        },
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let plan = certgate_identity::HeaderPlan::new(&[certgate_identity::Preset::Nginx], &[])?;
+    println!("\nIdentity headers (preset nginx, if the gateway verifies it):");
+    for (name, value) in plan.prepare(&identity, now_unix).headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        const SHOWN: usize = 96;
+        if value.len() > SHOWN {
+            let cut = (0..=SHOWN)
+                .rev()
+                .find(|&i| value.is_char_boundary(i))
+                .unwrap_or(0);
+            println!("  {name}: {}… ({} bytes)", &value[..cut], value.len());
+        } else {
+            println!("  {name}: {value}");
+        }
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    // The same loaders and verifier the gateway uses for `client_auth`, so the answer is
+    // the one a connection with this chain would get.
+    let ca = certgate_pki::load_certs(&args.ca)?;
+    let chain = certgate_pki::load_certs(&args.cert)?;
+    let crls = certgate_pki::load_crls(&args.crl)?;
+    let verifier = certgate_pki::ChainVerifier::new(ca, Vec::new(), crls, args.depth)
+        .with_context(|| format!("cannot use {}", args.ca.display()))?;
+    let outcome = verifier.verify_detailed(&chain, rustls_pki_types::UnixTime::now());
+    match outcome.result {
+        Ok(_) => {
+            println!("OK");
+            Ok(())
+        }
+        Err(failure) => {
+            // Like `openssl verify`, show every error met; the last one is what nginx (and
+            // the gateway) report as FAILED:<reason>.
+            if outcome.errors.len() > 1 {
+                for error in &outcome.errors {
+                    eprintln!(
+                        "certgate: {}: error at depth {}: {}",
+                        args.cert.display(),
+                        error.depth,
+                        error.reason
+                    );
+                }
+            }
+            // The reason is exactly what the gateway puts in X-SSL-Client-Verify: FAILED:<reason>.
+            bail!(
+                "{}: verification failed at depth {}: {}",
+                args.cert.display(),
+                failure.depth,
+                failure.reason
+            )
+        }
+    }
 }

@@ -1,0 +1,373 @@
+//! The validated configuration model every other crate codes against. Each field says
+//! its default; every value here has already been checked (addresses parse, paths are
+//! resolved against the config file's directory, enums are known, references resolve).
+//! Nothing here touches the filesystem: opening the files is the next stage's job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `admin:` — the metrics and health listener. Absent = no admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Required inside `admin:`.
+    pub listen: SocketAddr,
+}
+
+/// `log:`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One of `error`, `warn`, `info`, `debug`, `trace`; default `info`.
+    pub level: String,
+    /// Default `stdout`.
+    pub access: AccessLog,
+    /// Default `combined`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            access: AccessLog::Stdout,
+            format: LogFormat::Combined,
+        }
+    }
+}
+
+/// `log.access`: `stdout`, `off` (also YAML `false`), or a file path (resolved against the
+/// config file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogFormat {
+    /// nginx `combined` plus the client certificate's subject DN, verify result and timings.
+    Combined,
+    /// One JSON object per line with the same fields.
+    Json,
+}
+
+/// One `servers:` item: a TLS virtual server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Label in logs and metrics; default `server<index>` (`server0` for the first).
+    /// Unique across servers.
+    pub name: String,
+    /// At least one address. Accepts a list or a single value; `8443` or `*:8443` mean
+    /// `0.0.0.0:8443` as in nginx's `listen`.
+    pub listen: Vec<SocketAddr>,
+    /// SNI / Host names, lower-cased (DNS names compare case-insensitively); `*.example.org`
+    /// wildcards allowed. Empty (the default) = the default server for its addresses; an
+    /// address has at most one default server and a name belongs to one server per address.
+    pub server_names: Vec<String>,
+    pub tls: TlsConfig,
+    pub client_auth: ClientAuthConfig,
+    pub identity: IdentityConfig,
+    /// At least one.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `servers[].tls:` — the server's own certificate and TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Required; PEM chain, leaf first (nginx `ssl_certificate`).
+    pub cert: PathBuf,
+    /// Required; PEM private key (nginx `ssl_certificate_key`).
+    pub key: PathBuf,
+    /// Default `[TLSv1.2, TLSv1.3]`; TLSv1 and TLSv1.1 are refused.
+    pub protocols: Vec<TlsProtocol>,
+    /// Default `[h2, http/1.1]`, in preference order.
+    pub alpn: Vec<Alpn>,
+    /// Default `true` (TLS 1.3 tickets / session cache); `false` forces full handshakes.
+    pub session_resumption: bool,
+}
+
+/// A TLS version, written `TLSv1.2` / `TLSv1.3` as in nginx's `ssl_protocols`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlsProtocol {
+    Tls12,
+    Tls13,
+}
+
+impl TlsProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsProtocol::Tls12 => "TLSv1.2",
+            TlsProtocol::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// An ALPN protocol the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alpn {
+    H2,
+    Http11,
+}
+
+impl Alpn {
+    /// The protocol id on the wire (`h2`, `http/1.1`).
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Alpn::H2 => b"h2",
+            Alpn::Http11 => b"http/1.1",
+        }
+    }
+}
+
+/// `servers[].client_auth:` — client certificate verification. The whole block is
+/// optional; its defaults (`verify: on`) then still require `ca` or `trusted_ca`, so a
+/// server never silently runs without client authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthConfig {
+    /// Default `on`. YAML `true`/`false` are read as `on`/`off`.
+    pub verify: VerifyMode,
+    /// nginx `ssl_client_certificate`: trusted, and named in the CertificateRequest.
+    pub ca: Option<PathBuf>,
+    /// nginx `ssl_trusted_certificate`: trusted, not named. Default empty.
+    pub trusted_ca: Vec<PathBuf>,
+    /// nginx `ssl_crl`. Default empty.
+    pub crl: Vec<PathBuf>,
+    /// At most this many intermediates between the client certificate and a trust anchor
+    /// (nginx `ssl_verify_depth` with OpenSSL >= 1.1). Default 1.
+    pub verify_depth: u32,
+    /// Default `http`.
+    pub on_failure: OnFailure,
+}
+
+/// nginx's `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerifyMode {
+    /// A verified certificate is required. Needs `ca` or `trusted_ca`.
+    On,
+    /// A certificate is requested; if sent it must verify. Needs `ca` or `trusted_ca`.
+    Optional,
+    /// A certificate is requested and parsed, but its chain need not verify.
+    OptionalNoCa,
+    /// No certificate is requested.
+    Off,
+}
+
+impl VerifyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::On => "on",
+            VerifyMode::Optional => "optional",
+            VerifyMode::OptionalNoCa => "optional_no_ca",
+            VerifyMode::Off => "off",
+        }
+    }
+}
+
+/// What happens when a required client certificate is missing or bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnFailure {
+    /// Finish the handshake and answer 400, as nginx does.
+    Http,
+    /// Abort the handshake with a TLS alert.
+    Handshake,
+}
+
+/// `servers[].identity:` — which headers carry the client's identity upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Default `[nginx]`; `preset: none` (or `[]`) is `[None]`. Duplicates are dropped;
+    /// `none` cannot be combined with another preset.
+    pub presets: Vec<Preset>,
+    /// Header name → template, in file order (validated header names; templates are
+    /// parsed by the identity crate). Default empty.
+    pub set: Vec<(String, String)>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            presets: vec![Preset::Nginx],
+            set: Vec::new(),
+        }
+    }
+}
+
+/// A predefined set of identity headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    Nginx,
+    Xfcc,
+    Rfc9440,
+    None,
+}
+
+/// One `routes:` item. Routes are tried in file order; the first whose matcher matches wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// `match:`
+    pub matcher: RouteMatch,
+    /// Required; the name of an entry in `upstreams`.
+    pub upstream: String,
+    /// Default `true`: under `verify: optional` / `optional_no_ca` a request on this route
+    /// without a client certificate is refused. Has no effect under `verify: off`.
+    pub require_client_cert: bool,
+    /// Any rule that matches allows; empty (absent) = any verified certificate.
+    pub allow: Vec<AllowRule>,
+    /// Extra request headers (nginx `proxy_set_header`), in file order. Default empty.
+    pub headers: Vec<(String, String)>,
+    /// nginx `client_max_body_size`: `None` = unlimited (`0` in the file, as in nginx);
+    /// default 1 MiB (`1m`), nginx's default.
+    pub max_body_size: Option<u64>,
+    pub timeouts: Timeouts,
+}
+
+/// `match:` — at least one condition; all given must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteMatch {
+    /// Exact path; starts with `/`.
+    pub path: Option<String>,
+    /// Path prefix; starts with `/`.
+    pub path_prefix: Option<String>,
+    /// A `regex` crate pattern, checked to compile (unanchored, as nginx's `location ~`).
+    pub path_regex: Option<String>,
+    /// A gRPC `package.Service`; matches `/package.Service/…`.
+    pub grpc_service: Option<String>,
+    /// Host header / SNI name, lower-cased; `*.example.org` allowed.
+    pub host: Option<String>,
+}
+
+/// An `allow:` rule. Lists match if any of their entries matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowRule {
+    /// Subject common name.
+    Cn(Vec<String>),
+    /// Subject organizational unit.
+    Ou(Vec<String>),
+    /// Full subject DN, RFC 2253 (`CN=my-client,O=Example`).
+    Subject(String),
+    /// URI SAN; a trailing `*` matches any suffix (`spiffe://example.org/ns/prod/*`).
+    SanUri(Vec<String>),
+    /// DNS SAN; `*.svc.example.org` wildcards allowed.
+    SanDns(Vec<String>),
+    /// SHA-256 of the certificate's DER: 64 hex digits, normalised to lower case without colons.
+    FingerprintSha256(Vec<String>),
+    /// SHA-256 of the SubjectPublicKeyInfo DER (pinning that survives re-issuance);
+    /// normalised like [`AllowRule::FingerprintSha256`].
+    SpkiSha256(Vec<String>),
+}
+
+/// `timeouts:` in nginx time syntax (`500ms`, `5s`, `1m`, `1h`, `1m30s`; a bare number is seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Default 5s.
+    pub connect: Duration,
+    /// Default 60s (nginx `proxy_read_timeout`).
+    pub read: Duration,
+    /// Default 60s (nginx `proxy_send_timeout`).
+    pub send: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One entry of `upstreams:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// At least one.
+    pub servers: Vec<UpstreamServer>,
+    /// Default `http`.
+    pub protocol: UpstreamProtocol,
+    /// Default `round_robin`.
+    pub lb: LbPolicy,
+    /// Default none (passive only).
+    pub health_check: Option<HealthCheck>,
+    /// Idle pooled connections; default 64 (0 = no pooling).
+    pub keepalive: usize,
+    /// `Some` exactly when `protocol` is `https` or `grpcs` (defaults filled in when the
+    /// `tls:` block is absent); a `tls:` block on a plain-text protocol is an error.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `host:port` or `host:port weight=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    /// `host:port`, as written (IPv6 in brackets); resolved by the proxy, not here.
+    pub address: String,
+    /// Default 1; at least 1.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 in clear text.
+    Http,
+    /// HTTP/1.1 or h2 (by ALPN) over TLS.
+    Https,
+    /// HTTP/2 in clear text (prior knowledge).
+    H2c,
+    /// gRPC over h2c.
+    Grpc,
+    /// gRPC over h2 with TLS.
+    Grpcs,
+}
+
+impl UpstreamProtocol {
+    /// Whether the upstream connection uses TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::Grpcs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LbPolicy {
+    RoundRobin,
+    Random,
+    ConsistentHash,
+}
+
+/// `health_check:` — `{ type: tcp, interval: 5s }` or `{ type: http, path: /healthz }`.
+/// `interval` defaults to 5s; `path` defaults to `/` and starts with `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    Tcp { interval: Duration },
+    Http { path: String, interval: Duration },
+}
+
+/// `upstreams.*.tls:` — nginx `proxy_ssl_*` / `grpc_ssl_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Server name sent and verified (lower-cased). `None`: not configured; the proxy
+    /// picks the name, and still verifies the certificate when `verify` is on.
+    pub sni: Option<String>,
+    /// Default `true`: the upstream's certificate is verified.
+    pub verify: bool,
+    /// Roots to verify against; `None` = the proxy's default roots.
+    pub trusted_ca: Option<PathBuf>,
+    /// Default 1.
+    pub verify_depth: u32,
+    /// Client certificate for mTLS to the upstream; set together with `key`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        UpstreamTls {
+            sni: None,
+            verify: true,
+            trusted_ca: None,
+            verify_depth: 1,
+            cert: None,
+            key: None,
+        }
+    }
+}

@@ -1,0 +1,821 @@
+//! Behaviour of `Config::parse` as a user sees it: defaults, and each class of error
+//! with its exact text, line and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::*;
+
+/// The smallest valid file; tests splice their own keys into copies of it.
+const MINIMAL: &str = "\
+servers:
+  - listen: 127.0.0.1:8443
+    tls: { cert: certs/server.crt, key: certs/server.key }
+    client_auth: { ca: certs/ca.crt }
+    routes:
+      - match: { path_prefix: / }
+        upstream: app
+upstreams:
+  app: { servers: [\"127.0.0.1:5000\"] }
+";
+
+fn parse(yaml: &str) -> Config {
+    match Config::parse(yaml, Path::new("/etc/certgate/gateway.yaml")) {
+        Ok(config) => config,
+        Err(errors) => panic!("unexpected errors:\n{errors}"),
+    }
+}
+
+/// Every error, displayed as the CLI prints it.
+fn errors(yaml: &str) -> Vec<String> {
+    match Config::parse(yaml, Path::new("gateway.yaml")) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn error(yaml: &str) -> String {
+    let mut all = errors(yaml);
+    assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
+    all.remove(0)
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let config = parse(MINIMAL);
+    assert_eq!(config.admin, None);
+    assert_eq!(
+        config.log,
+        LogConfig {
+            level: "info".into(),
+            access: AccessLog::Stdout,
+            format: LogFormat::Combined
+        }
+    );
+    assert_eq!(config.file, PathBuf::from("/etc/certgate/gateway.yaml"));
+
+    let server = &config.servers[0];
+    assert_eq!(server.name, "server0");
+    assert_eq!(
+        server.listen,
+        vec!["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(server.server_names.is_empty());
+    assert_eq!(
+        server.tls.cert,
+        PathBuf::from("/etc/certgate/certs/server.crt")
+    );
+    assert_eq!(
+        server.tls.key,
+        PathBuf::from("/etc/certgate/certs/server.key")
+    );
+    assert_eq!(
+        server.tls.protocols,
+        vec![TlsProtocol::Tls12, TlsProtocol::Tls13]
+    );
+    assert_eq!(server.tls.alpn, vec![Alpn::H2, Alpn::Http11]);
+    assert!(server.tls.session_resumption);
+    assert_eq!(
+        server.client_auth,
+        ClientAuthConfig {
+            verify: VerifyMode::On,
+            ca: Some(PathBuf::from("/etc/certgate/certs/ca.crt")),
+            trusted_ca: vec![],
+            crl: vec![],
+            verify_depth: 1,
+            on_failure: OnFailure::Http,
+        }
+    );
+    assert_eq!(
+        server.identity,
+        IdentityConfig {
+            presets: vec![Preset::Nginx],
+            set: vec![]
+        }
+    );
+
+    let route = &server.routes[0];
+    assert!(route.require_client_cert);
+    assert!(route.allow.is_empty());
+    assert!(route.headers.is_empty());
+    assert_eq!(route.max_body_size, Some(1024 * 1024));
+    assert_eq!(
+        route.timeouts,
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            send: Duration::from_secs(60)
+        }
+    );
+
+    let app = &config.upstreams["app"];
+    assert_eq!(
+        app.servers,
+        vec![UpstreamServer {
+            address: "127.0.0.1:5000".into(),
+            weight: 1
+        }]
+    );
+    assert_eq!(app.protocol, UpstreamProtocol::Http);
+    assert_eq!(app.lb, LbPolicy::RoundRobin);
+    assert_eq!(app.health_check, None);
+    assert_eq!(app.keepalive, 64);
+    assert_eq!(app.tls, None);
+    assert!(config.warnings().is_empty());
+}
+
+#[test]
+fn relative_paths_follow_the_config_file_and_absolute_ones_stay() {
+    let yaml = MINIMAL.replace("key: certs/server.key", "key: /abs/server.key");
+    let config = Config::parse(&yaml, Path::new("gateway.yaml")).unwrap();
+    assert_eq!(
+        config.servers[0].tls.cert,
+        PathBuf::from("certs/server.crt")
+    );
+    assert_eq!(config.servers[0].tls.key, PathBuf::from("/abs/server.key"));
+    let config = Config::parse(&yaml, Path::new("conf/gw.yaml")).unwrap();
+    assert_eq!(
+        config.servers[0].tls.cert,
+        PathBuf::from("conf/certs/server.crt")
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_carry_file_line_and_column() {
+    assert_eq!(
+        error("servers:\n  - listen: [a\n"),
+        "gateway.yaml:3:1: invalid YAML: did not find expected ',' or ']', while parsing a flow sequence at line 2 column 13"
+    );
+    assert_eq!(
+        error("upstreams: {}\nservers: []\nservers: []\n"),
+        "gateway.yaml:3:1: servers: duplicate key (first at line 2)"
+    );
+}
+
+#[test]
+fn unknown_keys_are_located_and_suggest_the_nearest_key() {
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth: { ca: certs/ca.crt, verfy_depth: 2 }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:38: servers[0].client_auth.verfy_depth: unknown key; expected one of verify, ca, trusted_ca, crl, verify_depth, on_failure (did you mean verify_depth?)"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}logs: {{}}\n")),
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams (did you mean log?)"
+    );
+}
+
+#[test]
+fn wrong_types_name_what_was_expected_and_found() {
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth:\n      ca: certs/ca.crt\n      verify_depth: x",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:6:7: servers[0].client_auth.verify_depth: expected an integer; found \"x\""
+    );
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth: { ca: certs/ca.crt, verify_depth: -1 }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:38: servers[0].client_auth.verify_depth: expected an integer from 0 to 4294967295; found -1"
+    );
+    let yaml = MINIMAL.replace(
+        "upstream: app",
+        "upstream: app\n        require_client_cert: yes",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:8:9: servers[0].routes[0].require_client_cert: expected true or false; found \"yes\""
+    );
+}
+
+#[test]
+fn missing_required_keys_are_reported_at_their_own_path() {
+    let yaml = MINIMAL.replace(
+        "tls: { cert: certs/server.crt, key: certs/server.key }",
+        "tls: { key: certs/server.key }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:3:5: servers[0].tls.cert: missing required key"
+    );
+    let yaml = MINIMAL.replace("        upstream: app\n", "");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:6:9: servers[0].routes[0].upstream: missing required key"
+    );
+}
+
+#[test]
+fn bad_enum_values_list_the_choices() {
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth:\n      verify: yes\n      ca: certs/ca.crt",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:5:7: servers[0].client_auth.verify: expected one of on, optional, optional_no_ca, off; found \"yes\""
+    );
+    let yaml = MINIMAL.replace(
+        "upstreams:\n  app: { servers: [\"127.0.0.1:5000\"] }",
+        "upstreams:\n  app: { servers: [\"127.0.0.1:5000\"], lb: round-robin }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:9:39: upstreams.app.lb: expected one of round_robin, random, consistent_hash; found \"round-robin\" (did you mean round_robin?)"
+    );
+}
+
+#[test]
+fn verify_accepts_yaml_1_1_booleans() {
+    let on = parse(&MINIMAL.replace("{ ca: certs/ca.crt }", "{ verify: true, ca: certs/ca.crt }"));
+    assert_eq!(on.servers[0].client_auth.verify, VerifyMode::On);
+    let off = parse(&MINIMAL.replace("{ ca: certs/ca.crt }", "{ verify: false }"));
+    assert_eq!(off.servers[0].client_auth.verify, VerifyMode::Off);
+    let no_ca = parse(&MINIMAL.replace("{ ca: certs/ca.crt }", "{ verify: optional_no_ca }"));
+    assert_eq!(
+        no_ca.servers[0].client_auth.verify,
+        VerifyMode::OptionalNoCa
+    );
+    assert_eq!(no_ca.servers[0].client_auth.ca, None);
+}
+
+#[test]
+fn verify_on_or_optional_needs_a_ca() {
+    let yaml = MINIMAL.replace("    client_auth: { ca: certs/ca.crt }\n", "");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:2:5: servers[0].client_auth: verify: on needs ca or trusted_ca to check client certificates against (or set verify: off to not ask for one)"
+    );
+    let yaml = MINIMAL.replace("{ ca: certs/ca.crt }", "{ verify: optional }");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:5: servers[0].client_auth: verify: optional needs ca or trusted_ca to check client certificates against (or set verify: off to not ask for one)"
+    );
+    let config = parse(&MINIMAL.replace(
+        "{ ca: certs/ca.crt }",
+        "{ trusted_ca: [a.pem, b.pem], crl: c.crl }",
+    ));
+    let auth = &config.servers[0].client_auth;
+    assert_eq!(
+        auth.trusted_ca,
+        vec![
+            PathBuf::from("/etc/certgate/a.pem"),
+            PathBuf::from("/etc/certgate/b.pem")
+        ]
+    );
+    assert_eq!(auth.crl, vec![PathBuf::from("/etc/certgate/c.crl")]);
+}
+
+#[test]
+fn old_tls_versions_are_refused() {
+    let yaml = MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, protocols: [TLSv1.1, TLSv1.3] }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:3:71: servers[0].tls.protocols[0]: TLSv1.1 is not supported (insecure, RFC 8996); use TLSv1.2 and/or TLSv1.3"
+    );
+    let config = parse(&MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, protocols: TLSv1.3, alpn: [http/1.1] }",
+    ));
+    assert_eq!(config.servers[0].tls.protocols, vec![TlsProtocol::Tls13]);
+    assert_eq!(config.servers[0].tls.alpn, vec![Alpn::Http11]);
+    let yaml = MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, alpn: [h3] }",
+    );
+    assert_eq!(error(&yaml), "gateway.yaml:3:66: servers[0].tls.alpn[0]: expected one of h2, http/1.1; found \"h3\" (did you mean h2?)");
+}
+
+#[test]
+fn errors_from_all_sections_are_collected_in_file_order() {
+    let yaml = "\
+log: { level: loud }
+servers:
+  - listen: nowhere
+    tls: { cert: a, key: b, bogus: 1 }
+    client_auth: { ca: ca.crt, verify_depth: deep }
+    routes:
+      - match: { path: api }
+        upstream: missing
+upstreams:
+  app: { servers: [\"localhost\"] }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "gateway.yaml:1:8: log.level: expected one of error, warn, info, debug, trace; found \"loud\"",
+            "gateway.yaml:3:5: servers[0].listen[0]: expected an IP address and port like 0.0.0.0:8443, [::]:8443 or 127.0.0.1:8443 (host names are not resolved); found \"nowhere\"",
+            "gateway.yaml:4:29: servers[0].tls.bogus: unknown key; expected one of cert, key, protocols, alpn, session_resumption",
+            "gateway.yaml:5:32: servers[0].client_auth.verify_depth: expected an integer; found \"deep\"",
+            "gateway.yaml:7:18: servers[0].routes[0].match.path: must start with /; found \"api\"",
+            "gateway.yaml:8:9: servers[0].routes[0].upstream: unknown upstream \"missing\"; defined: app",
+            "gateway.yaml:10:20: upstreams.app.servers[0]: expected host:port, optionally followed by weight=N; found \"localhost\"",
+        ]
+    );
+}
+
+#[test]
+fn a_dropped_key_causes_no_follow_on_errors() {
+    // `routes` is dropped for its bad item; "at least one route is required" would mislead.
+    let yaml = MINIMAL.replace("upstream: app", "upstream: [app]");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:7:9: servers[0].routes[0].upstream: expected a string; found a list"
+    );
+    // An invalid verify mode must not also claim a CA is missing.
+    let yaml = MINIMAL.replace("{ ca: certs/ca.crt }", "{ verify: sometimes }");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:20: servers[0].client_auth.verify: expected one of on, optional, optional_no_ca, off; found \"sometimes\""
+    );
+}
+
+#[test]
+fn routes_are_required() {
+    let yaml = MINIMAL.replace(
+        "    routes:\n      - match: { path_prefix: / }\n        upstream: app\n",
+        "",
+    );
+    assert_eq!(
+        errors(&yaml),
+        vec!["gateway.yaml:2:5: servers[0].routes: at least one route is required".to_string()]
+    );
+}
+
+#[test]
+fn unknown_upstreams_list_the_defined_ones() {
+    let yaml = "\
+servers:
+  - listen: 127.0.0.1:8443
+    tls: { cert: c, key: k }
+    client_auth: { verify: off }
+    routes:
+      - match: { path_prefix: / }
+        upstream: app
+      - match: { path_prefix: /x }
+        upstream: x
+upstreams:
+  grpc: { servers: [\"127.0.0.1:50051\"], protocol: grpc }
+  app: { servers: [\"127.0.0.1:5000\"] }
+";
+    assert_eq!(error(yaml), "gateway.yaml:9:9: servers[0].routes[1].upstream: unknown upstream \"x\"; defined: app, grpc");
+}
+
+#[test]
+fn body_sizes_use_nginx_syntax() {
+    let size = |value: &str| {
+        parse(&MINIMAL.replace(
+            "upstream: app",
+            &format!("upstream: app\n        max_body_size: {value}"),
+        ))
+        .servers[0]
+            .routes[0]
+            .max_body_size
+    };
+    assert_eq!(size("10m"), Some(10 << 20));
+    assert_eq!(size("512k"), Some(512 << 10));
+    assert_eq!(size("1g"), Some(1 << 30));
+    assert_eq!(size("4096"), Some(4096));
+    assert_eq!(size("0"), None, "0 = unlimited, as nginx");
+    let yaml = MINIMAL.replace(
+        "upstream: app",
+        "upstream: app\n        max_body_size: 10mb",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:8:9: servers[0].routes[0].max_body_size: expected a size like 1048576, 512k, 10m or 1g; found \"10mb\""
+    );
+}
+
+#[test]
+fn timeouts_use_nginx_syntax() {
+    let yaml = MINIMAL.replace(
+        "upstream: app",
+        "upstream: app\n        timeouts: { connect: 500ms, read: 2m, send: 30 }",
+    );
+    let timeouts = parse(&yaml).servers[0].routes[0].timeouts;
+    assert_eq!(
+        timeouts,
+        Timeouts {
+            connect: Duration::from_millis(500),
+            read: Duration::from_secs(120),
+            send: Duration::from_secs(30)
+        }
+    );
+    let yaml = MINIMAL.replace(
+        "upstream: app",
+        "upstream: app\n        timeouts: { connect: 5 sec, read: 0s }",
+    );
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            "gateway.yaml:8:21: servers[0].routes[0].timeouts.connect: expected a time like 500ms, 5s, 1m, 1h or 1m30s; found \"5 sec\"",
+            "gateway.yaml:8:37: servers[0].routes[0].timeouts.read: must be greater than 0",
+        ]
+    );
+}
+
+#[test]
+fn route_matchers_are_checked() {
+    let with_match = |m: &str| MINIMAL.replace("{ path_prefix: / }", m);
+    assert_eq!(
+        error(&with_match("{}")),
+        "gateway.yaml:6:9: servers[0].routes[0].match: at least one of path, path_prefix, path_regex, grpc_service, host is required"
+    );
+    assert_eq!(
+        error(&with_match("{ path_regex: \"^/(a\" }")),
+        "gateway.yaml:6:18: servers[0].routes[0].match.path_regex: invalid regular expression: unclosed group"
+    );
+    assert_eq!(
+        error(&with_match("{ grpc_service: /helloworld.Greeter/ }")),
+        "gateway.yaml:6:18: servers[0].routes[0].match.grpc_service: expected a gRPC service name like package.Service (no slashes); found \"/helloworld.Greeter/\""
+    );
+    let config = parse(&with_match(
+        "{ grpc_service: helloworld.Greeter, host: API.Example.org, path_regex: \"^/v[0-9]+/\" }",
+    ));
+    let matcher = &config.servers[0].routes[0].matcher;
+    assert_eq!(matcher.grpc_service.as_deref(), Some("helloworld.Greeter"));
+    assert_eq!(matcher.host.as_deref(), Some("api.example.org"));
+    assert_eq!(matcher.path_regex.as_deref(), Some("^/v[0-9]+/"));
+}
+
+#[test]
+fn upstream_servers_use_nginx_server_syntax() {
+    let with_servers = |s: &str| MINIMAL.replace("[\"127.0.0.1:5000\"]", s);
+    let config = parse(&with_servers(
+        "[\"10.0.0.1:80 weight=3\", \"[::1]:8080\", \"backend.internal:5000\"]",
+    ));
+    assert_eq!(
+        config.upstreams["app"].servers,
+        vec![
+            UpstreamServer {
+                address: "10.0.0.1:80".into(),
+                weight: 3
+            },
+            UpstreamServer {
+                address: "[::1]:8080".into(),
+                weight: 1
+            },
+            UpstreamServer {
+                address: "backend.internal:5000".into(),
+                weight: 1
+            },
+        ]
+    );
+    assert_eq!(
+        error(&with_servers("[\"127.0.0.1:5000 max_fails=3\"]")),
+        "gateway.yaml:9:20: upstreams.app.servers[0]: unknown server parameter \"max_fails=3\"; only weight=N is supported"
+    );
+    assert_eq!(
+        error(&with_servers("[\"127.0.0.1:5000 weight=0\"]")),
+        "gateway.yaml:9:20: upstreams.app.servers[0]: weight must be an integer from 1 to 4294967295; found \"weight=0\""
+    );
+    assert_eq!(
+        error(&with_servers("[\"::1:5000\"]")),
+        "gateway.yaml:9:20: upstreams.app.servers[0]: IPv6 addresses need brackets, as [::1]:5000; found \"::1:5000\""
+    );
+    assert_eq!(
+        error(&with_servers("[]")),
+        "gateway.yaml:9:10: upstreams.app.servers: at least one server is required"
+    );
+}
+
+#[test]
+fn upstream_tls_only_with_tls_protocols() {
+    let with_upstream = |u: &str| MINIMAL.replace("{ servers: [\"127.0.0.1:5000\"] }", u);
+    assert_eq!(
+        error(&with_upstream("{ servers: [\"127.0.0.1:5000\"], tls: { verify: false } }")),
+        "gateway.yaml:9:39: upstreams.app.tls: tls is only used with protocol https or grpcs (this upstream is http)"
+    );
+    let config = parse(&with_upstream(
+        "{ servers: [\"127.0.0.1:5000\"], protocol: https }",
+    ));
+    assert_eq!(config.upstreams["app"].tls, Some(UpstreamTls::default()));
+    assert!(config.upstreams["app"].tls.as_ref().unwrap().verify);
+    assert_eq!(
+        error(&with_upstream(
+            "{ servers: [\"127.0.0.1:5000\"], protocol: grpcs, tls: { cert: c.crt } }"
+        )),
+        "gateway.yaml:9:56: upstreams.app.tls.key: missing: cert is set, so key is required"
+    );
+    let yaml = with_upstream(
+        "\n    servers: [\"127.0.0.1:5000\"]\n    protocol: grpcs\n    tls: { sni: Backend.Internal, cert: c.crt, key: c.key, verify_depth: 2 }\n    health_check: { type: http }",
+    );
+    let app = &parse(&yaml).upstreams["app"];
+    assert_eq!(
+        app.tls,
+        Some(UpstreamTls {
+            sni: Some("backend.internal".into()),
+            verify: true,
+            trusted_ca: None,
+            verify_depth: 2,
+            cert: Some(PathBuf::from("/etc/certgate/c.crt")),
+            key: Some(PathBuf::from("/etc/certgate/c.key")),
+        })
+    );
+    assert_eq!(
+        app.health_check,
+        Some(HealthCheck::Http {
+            path: "/".into(),
+            interval: Duration::from_secs(5)
+        })
+    );
+}
+
+#[test]
+fn servers_sharing_an_address_need_distinct_names() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "\
+servers:
+  - name: one
+    listen: 0.0.0.0:8443
+{a}    tls: {{ cert: c, key: k }}
+    client_auth: {{ verify: off }}
+    routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]
+  - name: two
+    listen: [\"127.0.0.1:9000\", \"0.0.0.0:8443\"]
+{b}    tls: {{ cert: c, key: k }}
+    client_auth: {{ verify: off }}
+    routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]
+upstreams:
+  app: {{ servers: [\"127.0.0.1:5000\"] }}
+"
+        )
+    };
+    assert_eq!(
+        error(&two("", "")),
+        "gateway.yaml:8:32: servers[1].listen[1]: 0.0.0.0:8443 already has a default server, servers[0] (one); give one of them server_names"
+    );
+    assert_eq!(
+        error(&two("    server_names: [a.example, Shared.Example]\n", "    server_names: [shared.example]\n")),
+        "gateway.yaml:10:20: servers[1].server_names[0]: \"shared.example\" on 0.0.0.0:8443 is already served by servers[0] (one)"
+    );
+    // One default server plus one named server on an address is how SNI vhosts work.
+    let config = parse(&two("", "    server_names: [\"*.example.org\"]\n"));
+    assert_eq!(config.servers[1].server_names, vec!["*.example.org"]);
+    // Names must be unique: they label metrics.
+    let yaml = two("", "    server_names: [b.example]\n").replace("name: two", "name: one");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:7:5: servers[1].name: duplicate server name \"one\" (also servers[0])"
+    );
+}
+
+#[test]
+fn listen_accepts_nginx_forms() {
+    let listen = |l: &str| {
+        parse(&MINIMAL.replace("listen: 127.0.0.1:8443", &format!("listen: {l}"))).servers[0]
+            .listen
+            .clone()
+    };
+    let addrs = |list: &[&str]| {
+        list.iter()
+            .map(|a| a.parse::<SocketAddr>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listen("8443"), addrs(&["0.0.0.0:8443"]));
+    assert_eq!(listen("\"*:8443\""), addrs(&["0.0.0.0:8443"]));
+    assert_eq!(
+        listen("[\"[::]:8443\", \"0.0.0.0:8443\"]"),
+        addrs(&["[::]:8443", "0.0.0.0:8443"])
+    );
+    assert_eq!(
+        error(&MINIMAL.replace(
+            "listen: 127.0.0.1:8443",
+            "listen: [\"127.0.0.1:8443\", \"127.0.0.1:8443\"]"
+        )),
+        "gateway.yaml:2:32: servers[0].listen[1]: 127.0.0.1:8443 is listed twice"
+    );
+}
+
+#[test]
+fn identity_presets_and_headers() {
+    let with_identity =
+        |i: &str| MINIMAL.replace("    routes:", &format!("    identity:\n{i}    routes:"));
+    let config = parse(&with_identity(
+        "      preset: [xfcc, rfc9440, xfcc]\n      set:\n        X-Z: \"$ssl_client_s_dn\"\n        X-A: 42\n",
+    ));
+    let identity = &config.servers[0].identity;
+    assert_eq!(identity.presets, vec![Preset::Xfcc, Preset::Rfc9440]);
+    assert_eq!(
+        identity.set,
+        vec![
+            ("X-Z".into(), "$ssl_client_s_dn".into()),
+            ("X-A".into(), "42".into())
+        ]
+    );
+    assert_eq!(
+        parse(&with_identity("      preset: none\n")).servers[0]
+            .identity
+            .presets,
+        vec![Preset::None]
+    );
+    assert_eq!(
+        parse(&with_identity("      preset: []\n")).servers[0]
+            .identity
+            .presets,
+        vec![Preset::None]
+    );
+    assert_eq!(
+        error(&with_identity("      preset: [nginx, ngnix]\n")),
+        "gateway.yaml:6:23: servers[0].identity.preset[1]: expected one of nginx, xfcc, rfc9440, none; found \"ngnix\" (did you mean nginx?)"
+    );
+    assert_eq!(
+        error(&with_identity("      preset: [nginx, none]\n")),
+        "gateway.yaml:6:7: servers[0].identity.preset: none cannot be combined with other presets"
+    );
+    assert_eq!(
+        errors(&with_identity("      set:\n        \"X Bad\": a\n        Content-Length: \"1\"\n        X-Ok: a\n        x-ok: b\n")),
+        vec![
+            "gateway.yaml:7:9: servers[0].identity.set.X Bad: \"X Bad\" is not a valid header name",
+            "gateway.yaml:8:9: servers[0].identity.set.Content-Length: Content-Length cannot be set: it describes the connection or the message framing",
+            "gateway.yaml:10:9: servers[0].identity.set.x-ok: x-ok is set twice (header names are case-insensitive)",
+        ]
+    );
+    let yaml = MINIMAL.replace(
+        "upstream: app",
+        "upstream: app\n        headers: { X-Evil: \"a\\r\\nHost: b\" }",
+    );
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:8:20: servers[0].routes[0].headers.X-Evil: header values cannot contain line breaks or control characters"
+    );
+}
+
+#[test]
+fn allow_rules() {
+    let with_allow = |a: &str| {
+        MINIMAL.replace(
+            "upstream: app",
+            &format!("upstream: app\n        allow:\n{a}"),
+        )
+    };
+    let config = parse(&with_allow(
+        "          - cn: solo\n          - san_dns: [\"*.SVC.example.org\"]\n          - spki_sha256: [\"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\"]\n",
+    ));
+    assert_eq!(
+        config.servers[0].routes[0].allow,
+        vec![
+            AllowRule::Cn(vec!["solo".into()]),
+            AllowRule::SanDns(vec!["*.svc.example.org".into()]),
+            AllowRule::SpkiSha256(vec![
+                "aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899".into()
+            ]),
+        ]
+    );
+    assert_eq!(
+        errors(&with_allow("          - cn: [a]\n            ou: [b]\n          - common_name: [a]\n          - subject: [a, b]\n")),
+        vec![
+            "gateway.yaml:9:13: servers[0].routes[0].allow[0]: each item holds exactly one rule, found cn, ou; write one item per rule (any rule that matches allows)",
+            "gateway.yaml:11:13: servers[0].routes[0].allow[1].common_name: unknown rule; expected one of cn, ou, subject, san_uri, san_dns, fingerprint_sha256, spki_sha256",
+            "gateway.yaml:12:13: servers[0].routes[0].allow[2].subject: expected one subject DN such as \"CN=my-client,O=Example\"; use one item per subject",
+        ]
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("upstream: app", "upstream: app\n        allow: []")),
+        "gateway.yaml:8:9: servers[0].routes[0].allow: an empty list would allow nobody; remove allow to accept any verified certificate"
+    );
+    let yaml =
+        with_allow("          - cn: [a]\n").replace("{ ca: certs/ca.crt }", "{ verify: off }");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:8:9: servers[0].routes[0].allow: allow rules need a client certificate, but servers[0].client_auth.verify is off"
+    );
+}
+
+#[test]
+fn empty_or_misshapen_files() {
+    assert_eq!(
+        errors(""),
+        vec![
+            "gateway.yaml:1:1: upstreams: missing required key",
+            "gateway.yaml:1:1: servers: missing required key",
+        ]
+    );
+    assert_eq!(
+        error("- a\n- b\n"),
+        "gateway.yaml:1:1: expected a mapping with servers and upstreams at the top level; found a list"
+    );
+    assert_eq!(
+        errors("servers: []\nupstreams: {}\n"),
+        vec![
+            "gateway.yaml:1:1: servers: at least one server is required",
+            "gateway.yaml:2:1: upstreams: at least one upstream is required",
+        ]
+    );
+}
+
+#[test]
+fn log_and_admin() {
+    let config = parse(&format!("admin:\n  listen: 127.0.0.1:9901\nlog: {{ level: debug, access: logs/access.log, format: json }}\n{MINIMAL}"));
+    assert_eq!(
+        config.admin,
+        Some(AdminConfig {
+            listen: "127.0.0.1:9901".parse().unwrap()
+        })
+    );
+    assert_eq!(
+        config.log,
+        LogConfig {
+            level: "debug".into(),
+            access: AccessLog::File(PathBuf::from("/etc/certgate/logs/access.log")),
+            format: LogFormat::Json,
+        }
+    );
+    assert_eq!(
+        parse(&format!("log: {{ access: off }}\n{MINIMAL}"))
+            .log
+            .access,
+        AccessLog::Off
+    );
+    assert_eq!(
+        parse(&format!("log: {{ access: false }}\n{MINIMAL}"))
+            .log
+            .access,
+        AccessLog::Off
+    );
+    assert_eq!(
+        error(&format!("admin: {{}}\n{MINIMAL}")),
+        "gateway.yaml:1:1: admin.listen: missing required key"
+    );
+}
+
+#[test]
+fn yaml_merge_keys_share_blocks() {
+    let yaml = "\
+servers:
+  - listen: 127.0.0.1:8443
+    tls: &tls { cert: c, key: k }
+    client_auth: &auth { ca: ca.crt, verify_depth: 2 }
+    routes: [{ match: { path_prefix: / }, upstream: app }]
+  - listen: 127.0.0.1:8444
+    tls: *tls
+    client_auth: { <<: *auth, on_failure: handshake }
+    routes: [{ match: { path_prefix: / }, upstream: app }]
+upstreams:
+  app: { servers: [\"127.0.0.1:5000\"] }
+";
+    let config = parse(yaml);
+    assert_eq!(config.servers[1].tls, config.servers[0].tls);
+    assert_eq!(config.servers[1].client_auth.verify_depth, 2);
+    assert_eq!(
+        config.servers[1].client_auth.on_failure,
+        OnFailure::Handshake
+    );
+    assert_eq!(config.servers[1].name, "server1");
+}
+
+#[test]
+fn locate_and_error_at_serve_later_stages() {
+    let config = parse(MINIMAL);
+    assert_eq!(
+        config.locate("servers[0].tls.cert"),
+        Location {
+            file: PathBuf::from("/etc/certgate/gateway.yaml"),
+            line: 3,
+            column: 12
+        }
+    );
+    // Keys left at their defaults fall back to the nearest written parent, then 1:1.
+    assert_eq!(
+        (
+            config.locate("servers[0].tls.protocols").line,
+            config.locate("servers[0].tls.protocols").column
+        ),
+        (3, 5)
+    );
+    assert_eq!(config.locate("admin.listen").line, 1);
+    assert_eq!(config.locate("admin.listen").column, 1);
+    assert_eq!(
+        config.error_at("servers[0].client_auth.ca", "cannot open /etc/certgate/certs/ca.crt: No such file or directory").to_string(),
+        "/etc/certgate/gateway.yaml:4:20: servers[0].client_auth.ca: cannot open /etc/certgate/certs/ca.crt: No such file or directory"
+    );
+}
+
+#[test]
+fn warnings_point_at_likely_mistakes() {
+    let yaml = format!("{MINIMAL}  spare: {{ servers: [\"127.0.0.1:5001\"] }}\n")
+        .replace("{ ca: certs/ca.crt }", "{ verify: off, ca: certs/ca.crt }");
+    let config = parse(&yaml);
+    let warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "/etc/certgate/gateway.yaml:4:5: servers[0].client_auth: ca, trusted_ca and crl are ignored with verify: off",
+            "/etc/certgate/gateway.yaml:10:3: upstreams.spare: not used by any route",
+        ]
+    );
+}

@@ -1,0 +1,86 @@
+//! The crate's error type for loading and preparing PKI material.
+//!
+//! Every variant that concerns a file carries its path, so that `certgate check` and reload
+//! failures tell the operator which file to fix without further context.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a certificate, key or CRL could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// The file could not be read at all (missing, permissions, a directory, …).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file is empty, or holds no item of the expected kind.
+    #[error("no {expected} found in {}{found}", path.display())]
+    NotFound {
+        path: PathBuf,
+        /// What we looked for, e.g. "certificate".
+        expected: &'static str,
+        /// A hint about what the file holds instead (starts with "; "), or empty.
+        found: String,
+    },
+
+    /// The PEM framing itself is broken (bad base64, unterminated block, …).
+    #[error("{}: malformed PEM: {reason}", path.display())]
+    Pem { path: PathBuf, reason: String },
+
+    /// A certificate in the file is not a parseable X.509 certificate.
+    #[error("{}: certificate #{index} is not a valid X.509 certificate: {reason}", path.display())]
+    InvalidCertificate {
+        path: PathBuf,
+        /// 1-based position of the certificate in the file.
+        index: usize,
+        reason: String,
+    },
+
+    /// A CRL in the file is not a parseable X.509 CRL.
+    #[error("{}: CRL #{index} is not a valid X.509 CRL: {reason}", path.display())]
+    InvalidCrl {
+        path: PathBuf,
+        /// 1-based position of the CRL in the file.
+        index: usize,
+        reason: String,
+    },
+
+    /// The private key is encrypted; certgate (like nginx without `ssl_password_file`)
+    /// needs an unencrypted key.
+    #[error(
+        "{}: the private key is encrypted; certgate needs an unencrypted key \
+         (decrypt it with `openssl pkey -in {} -out <new file>`)",
+        path.display(),
+        path.display()
+    )]
+    EncryptedKey { path: PathBuf },
+
+    /// A certificate handed over in memory (not from a file) could not be parsed.
+    #[error("invalid certificate: {reason}")]
+    Certificate { reason: String },
+
+    /// A CRL handed over in memory (not from a file) could not be parsed.
+    #[error("invalid CRL #{index}: {reason}")]
+    Crl {
+        /// 1-based position in the list handed to the verifier.
+        index: usize,
+        reason: String,
+    },
+
+    /// The private key is of a type or size the TLS stack cannot use.
+    #[error("unsupported private key: {reason}")]
+    UnsupportedKey { reason: String },
+}
+
+impl PkiError {
+    pub(crate) fn read(path: &Path, source: io::Error) -> Self {
+        PkiError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
