@@ -134,15 +134,15 @@ async fn optional_modes_forward_the_verification_result() {
     let pki = Pki::new();
     let (upstream, seen) = start_upstream();
     let optional = auth(&pki, "      verify: optional\n      ca: {dir}/ca.crt\n");
-    let route_open = "      - match: { path_prefix: /open }\n        upstream: app\n        require_client_cert: false\n";
-    let gw = start_gateway(&pki, &base_config(&pki, upstream, &optional, route_open));
+    let route_private = "      - match: { path_prefix: /private }\n        upstream: app\n        require_client_cert: true\n";
+    let gw = start_gateway(&pki, &base_config(&pki, upstream, &optional, route_private));
 
     let response = client(&pki, &gw, None, false).get(gw.url("/open")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(seen.header("x-ssl-client-verify").as_deref(), Some("NONE"));
     assert!(seen.header("x-ssl-client-s-dn").is_none(), "empty identity values are not sent, as nginx omits them");
 
-    // Under `optional`, a route that requires a certificate refuses the anonymous caller.
+    // Under `optional`, a route marked `require_client_cert` refuses the anonymous caller.
     let refused = client(&pki, &gw, None, false).get(gw.url("/private")).send().await.unwrap();
     assert_eq!(refused.status(), 400);
     assert_eq!(seen.count(), 1);
@@ -170,9 +170,24 @@ async fn optional_modes_forward_the_verification_result() {
     assert_eq!(forwarded.status(), 200);
     assert_eq!(
         seen.header("x-ssl-client-verify").as_deref(),
-        Some("FAILED:unable to get local issuer certificate")
+        Some("FAILED:unable to verify the first certificate")
     );
     assert_eq!(seen.header("x-ssl-client-s-dn").as_deref(), Some("CN=stranger,O=certgate tests"));
+    assert_eq!(seen.count(), 2);
+
+    // ... but not a certificate that is expired: only "issuer not trusted" passes, as in nginx.
+    let expired = client_cert_with("late", &pki.ca, |params| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let refused = client(&pki, &gw, Some((&[&expired], &expired)), false)
+        .get(gw.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("The SSL certificate error"));
+    assert_eq!(seen.count(), 2);
 }
 
 #[tokio::test]

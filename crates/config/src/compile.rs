@@ -842,7 +842,7 @@ impl Compiler<'_> {
         RouteConfig {
             matcher,
             upstream: raw.upstream,
-            require_client_cert: raw.require_client_cert.unwrap_or(true),
+            require_client_cert: raw.require_client_cert.unwrap_or(false),
             allow,
             headers,
             max_body_size,

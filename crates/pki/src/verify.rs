@@ -136,6 +136,25 @@ impl VerifyFailure {
             depth,
         }
     }
+
+    /// Whether `verify: optional_no_ca` lets a certificate with this failure through:
+    /// only "the issuer is not trusted" errors, as nginx's `ngx_ssl_verify_error_optional`.
+    /// Expired, revoked or wrong-purpose certificates are refused in every mode.
+    pub fn is_untrusted_issuer_only(&self) -> bool {
+        untrusted_issuer_only(self.code)
+    }
+}
+
+/// See [`VerifyFailure::is_untrusted_issuer_only`].
+pub fn untrusted_issuer_only(code: i32) -> bool {
+    matches!(
+        code,
+        codes::UNABLE_TO_GET_ISSUER_CERT
+            | codes::DEPTH_ZERO_SELF_SIGNED_CERT
+            | codes::SELF_SIGNED_CERT_IN_CHAIN
+            | codes::UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+            | codes::UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    )
 }
 
 impl fmt::Display for VerifyFailure {

@@ -129,6 +129,23 @@ pub async fn reject(session: &mut Session, rejection: Rejection, grpc: bool) {
     } else {
         write_html(session, rejection.status(), rejection.nginx_title()).await;
     }
+    linger(session).await;
+}
+
+/// How long a refused request's unread body is read and discarded (nginx's `lingering_time`).
+const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// nginx's lingering close: after refusing a request whose body is still arriving, read
+/// and discard it for a while, so the client's kernel does not answer its own unfinished
+/// upload with a reset that destroys the response before the client reads it.
+async fn linger(session: &mut Session) {
+    if session.is_http2() || session.is_body_done() {
+        return;
+    }
+    session.set_keepalive(None);
+    if tokio::time::timeout(LINGERING_TIME, session.drain_request_body()).await.is_err() {
+        tracing::debug!("refused request body still arriving after {LINGERING_TIME:?}; closing");
+    }
 }
 
 pub async fn error_page(session: &mut Session, code: u16, grpc: bool) {

@@ -119,6 +119,12 @@ impl Gateway {
             VerifyMode::On | VerifyMode::Optional if cert_sent && !verified => {
                 return Err(Rejection::BadCertificate)
             }
+            // nginx forwards only "issuer not trusted" failures under optional_no_ca.
+            VerifyMode::OptionalNoCa
+                if cert_sent && !verified && !conn.verify_code.is_some_and(certgate_pki::verify::untrusted_issuer_only) =>
+            {
+                return Err(Rejection::BadCertificate)
+            }
             _ => {}
         }
 
@@ -187,12 +193,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         // Chunked and HTTP/2 uploads carry no Content-Length: count as they stream.
-        if let (Some(chunk), Some(route)) = (body.as_ref(), ctx.route()) {
-            if route.max_body_size > 0 {
-                ctx.body_bytes += chunk.len() as u64;
-                if ctx.body_bytes > route.max_body_size {
-                    return Error::e_explain(ErrorType::HTTPStatus(413), "request body larger than max_body_size");
-                }
+        let limit = ctx.route().map(|route| route.max_body_size).unwrap_or(0);
+        if let (Some(chunk), true) = (body.as_ref(), limit > 0) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > limit {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body larger than max_body_size");
             }
         }
         Ok(())

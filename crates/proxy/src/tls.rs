@@ -31,6 +31,8 @@ pub struct ConnectionIdentity {
     pub listen: Option<std::net::SocketAddr>,
     pub sni: Option<String>,
     pub verify: VerifyResult,
+    /// The `X509_V_ERR_*` code behind a `FAILED` result (`optional_no_ca` forwards only some).
+    pub verify_code: Option<i32>,
     pub cert: Option<Arc<ClientCert>>,
     pub protocol: String,
     pub cipher: String,
@@ -48,6 +50,7 @@ impl ConnectionIdentity {
             listen: self.listen,
             sni: self.sni.clone(),
             verify: self.verify.clone(),
+            verify_code: self.verify_code,
             cert: self.cert.clone(),
             protocol: self.protocol.clone(),
             cipher: self.cipher.clone(),
@@ -148,18 +151,17 @@ impl TlsAccept for HandshakeHook {
         let group = compiled.listeners.iter().find(|g| g.addr == self.addr)?;
         let server_index = select_server(compiled, group, tls.server_name());
         let server = &compiled.servers[server_index];
-        let (verify, cert) = match tls.peer_cert_chain_der() {
-            None => (VerifyResult::None, None),
-            Some([]) => (VerifyResult::None, None),
+        let (verify, verify_code, cert) = match tls.peer_cert_chain_der() {
+            None | Some([]) => (VerifyResult::None, None, None),
             Some(chain) => {
                 // Verified on every handshake, resumed or not, so a CA or CRL change applies
                 // to resumed sessions too (rustls does not re-run the verifier on resumption).
-                let verify = match &server.chain_verifier {
+                let (verify, verify_code) = match &server.chain_verifier {
                     Some(verifier) => match verifier.verify(chain, UnixTime::now()) {
-                        Ok(_) => VerifyResult::Success,
-                        Err(failure) => VerifyResult::Failed(failure.reason.to_string()),
+                        Ok(_) => (VerifyResult::Success, None),
+                        Err(failure) => (VerifyResult::Failed(failure.reason.to_string()), Some(failure.code)),
                     },
-                    None => VerifyResult::None,
+                    None => (VerifyResult::None, None),
                 };
                 let cert = match ClientCert::from_chain(chain) {
                     Ok(cert) => Some(Arc::new(cert)),
@@ -168,12 +170,15 @@ impl TlsAccept for HandshakeHook {
                         None
                     }
                 };
-                let verify = match (verify, &cert) {
+                let (verify, verify_code) = match (verify, &cert) {
                     // A certificate we cannot parse is never treated as verified.
-                    (VerifyResult::Success, None) => VerifyResult::Failed("unable to decode issuer public key".into()),
-                    (v, _) => v,
+                    (VerifyResult::Success, None) => (
+                        VerifyResult::Failed("unable to decode issuer public key".into()),
+                        Some(certgate_pki::verify::codes::UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY),
+                    ),
+                    (v, _) => (v, verify_code),
                 };
-                (verify, cert)
+                (verify, verify_code, cert)
             }
         };
         let conn = Arc::new(ConnectionIdentity {
@@ -182,6 +187,7 @@ impl TlsAccept for HandshakeHook {
             listen: Some(self.addr),
             sni: tls.server_name().map(str::to_owned),
             verify,
+            verify_code,
             cert,
             protocol: certgate_identity::openssl_protocol_name(tls.version().unwrap_or("")),
             cipher: certgate_identity::openssl_cipher_name(tls.current_cipher_name().unwrap_or("")),
