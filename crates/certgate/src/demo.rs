@@ -58,7 +58,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::init_logging("info");
     let dir = match args.dir {
         Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             dir
         }
         None => demo_dir()?,

@@ -14,10 +14,19 @@ use certgate_config::Config;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "certgate", version, about = "mTLS reverse-proxy gateway: verifies client certificates and forwards the caller's identity")]
+#[command(
+    name = "certgate",
+    version,
+    about = "mTLS reverse-proxy gateway: verifies client certificates and forwards the caller's identity"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(short = 'c', long = "config", global = true, default_value = "gateway.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "gateway.yaml"
+    )]
     config: PathBuf,
 
     #[command(subcommand)]
@@ -35,7 +44,7 @@ enum Command {
     /// Zero set-up demo: ephemeral PKI, built-in echo upstream, gateway on 127.0.0.1:8443.
     Demo(demo::DemoArgs),
     /// Certificate tooling: init, issue, p12, inspect, verify.
-    Certs(certs::CertsArgs),
+    Certs(Box<certs::CertsArgs>),
 }
 
 #[derive(clap::Args)]
@@ -62,12 +71,18 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Certs(args)) => certs::run(args),
+        Some(Command::Certs(args)) => certs::run(*args),
         Some(Command::Check) => check(&cli.config),
         Some(Command::Reload(args)) => reload(&cli.config, &args.pid_file),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Run(args)) => run(&cli.config, args),
-        None => run(&cli.config, RunArgs { pid_file: default_pid_file(), threads: 0 }),
+        None => run(
+            &cli.config,
+            RunArgs {
+                pid_file: default_pid_file(),
+                threads: 0,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,15 +109,22 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    let compiled = certgate_proxy::compile(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let compiled =
+        certgate_proxy::compile(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     for warning in &compiled.warnings {
         eprintln!("certgate: [warn] {warning}");
     }
-    println!("certgate: configuration file {} test is successful", path.display());
+    println!(
+        "certgate: configuration file {} test is successful",
+        path.display()
+    );
     Ok(())
 }
 
-pub(crate) fn run_config(config: Config, options: certgate_proxy::RunOptions) -> anyhow::Result<()> {
+pub(crate) fn run_config(
+    config: Config,
+    options: certgate_proxy::RunOptions,
+) -> anyhow::Result<()> {
     match certgate_proxy::run(config, options) {
         Ok(never) => match never {},
         Err(errors) => Err(anyhow::anyhow!("{errors}")),
@@ -114,20 +136,36 @@ fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
     init_logging(&config.log.level);
     std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write the pid file {}", args.pid_file.display()))?;
-    run_config(config, certgate_proxy::RunOptions { threads: args.threads, pid_file: Some(args.pid_file) })
+    run_config(
+        config,
+        certgate_proxy::RunOptions {
+            threads: args.threads,
+            pid_file: Some(args.pid_file),
+        },
+    )
 }
 
 /// Validates first, so a broken config is reported here and never reaches the gateway.
 fn reload(path: &Path, pid_file: &Path) -> anyhow::Result<()> {
     check(path)?;
-    let text = std::fs::read_to_string(pid_file)
-        .with_context(|| format!("cannot read the pid file {} (is certgate running?)", pid_file.display()))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{}: not a process id: {:?}", pid_file.display(), text.trim()))?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP)
-        .with_context(|| format!("cannot signal process {pid} from {}", pid_file.display()))?;
+    let text = std::fs::read_to_string(pid_file).with_context(|| {
+        format!(
+            "cannot read the pid file {} (is certgate running?)",
+            pid_file.display()
+        )
+    })?;
+    let pid: i32 = text.trim().parse().with_context(|| {
+        format!(
+            "{}: not a process id: {:?}",
+            pid_file.display(),
+            text.trim()
+        )
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| format!("cannot signal process {pid} from {}", pid_file.display()))?;
     println!("certgate: reload signalled to process {pid}");
     Ok(())
 }

@@ -96,7 +96,10 @@ fn minimal_config_gets_every_default() {
     );
 
     let route = &server.routes[0];
-    assert!(!route.require_client_cert, "only verify: on refuses anonymous callers by default, as nginx");
+    assert!(
+        !route.require_client_cert,
+        "only verify: on refuses anonymous callers by default, as nginx"
+    );
     assert!(route.allow.is_empty());
     assert!(route.headers.is_empty());
     assert_eq!(route.max_body_size, Some(1024 * 1024));

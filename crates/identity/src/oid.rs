@@ -179,7 +179,7 @@ mod tests {
     fn dotted_form_handles_arcs_beyond_u64() {
         // 1.2.(2^70): ten groups of seven bits.
         let mut der = vec![0x2a, 0x81];
-        der.extend(std::iter::repeat(0x80).take(9));
+        der.extend(std::iter::repeat_n(0x80, 9));
         der.push(0x00);
         assert_eq!(dotted(&der), "1.2.1180591620717411303424");
     }

@@ -10,12 +10,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// The file could not be read at all (missing, permissions, a directory, …).
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The io error is part of the message and deliberately not a `source`: with
+    // `{:#}` chains it would otherwise be printed twice.
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
 
     /// The file is empty, or holds no item of the expected kind.
     #[error("no {expected} found in {}{found}", path.display())]
@@ -80,7 +78,7 @@ impl PkiError {
     pub(crate) fn read(path: &Path, source: io::Error) -> Self {
         PkiError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }

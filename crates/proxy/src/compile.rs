@@ -16,8 +16,8 @@ use certgate_config::{
 use certgate_identity::{HeaderPlan, Template};
 use certgate_pki::ChainVerifier;
 use http::HeaderName;
-use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use pingora::lb::selection::{Random, RoundRobin};
+use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use regex::Regex;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
@@ -80,11 +80,13 @@ pub struct CompiledUpstream {
 }
 
 impl CompiledUpstream {
-    /// Picks a backend; `None` when every backend is marked unhealthy.
+    /// Picks a healthy backend. When every backend is marked down, picks one anyway, as
+    /// nginx does: a health check that lags a restarted backend must not turn into a 502
+    /// outage, and a backend that really is down still answers 502 on connect.
     pub fn select(&self, key: &[u8]) -> Option<Backend> {
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select(key, 256),
-            Balancer::Random(lb) => lb.select(key, 256),
+            Balancer::RoundRobin(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
+            Balancer::Random(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
         }
     }
 }
@@ -108,7 +110,8 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
             continue;
         }
         if upstream.tls.is_some() {
-            errors.push(config.error_at(&format!("{key}.tls"), "upstream TLS is not supported yet"));
+            errors
+                .push(config.error_at(&format!("{key}.tls"), "upstream TLS is not supported yet"));
             continue;
         }
         let mut backends = std::collections::BTreeSet::new();
@@ -116,10 +119,15 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
             match resolve(&server.address) {
                 Ok(addrs) => {
                     for addr in addrs {
-                        let mut backend = match Backend::new_with_weight(&addr.to_string(), server.weight as usize) {
+                        let mut backend = match Backend::new_with_weight(
+                            &addr.to_string(),
+                            server.weight as usize,
+                        ) {
                             Ok(b) => b,
                             Err(e) => {
-                                errors.push(config.error_at(&format!("{key}.servers[{i}]"), e.to_string()));
+                                errors.push(
+                                    config.error_at(&format!("{key}.servers[{i}]"), e.to_string()),
+                                );
                                 continue;
                             }
                         };
@@ -127,21 +135,34 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                         backends.insert(backend);
                     }
                 }
-                Err(message) => errors.push(config.error_at(&format!("{key}.servers[{i}]"), message)),
+                Err(message) => {
+                    errors.push(config.error_at(&format!("{key}.servers[{i}]"), message))
+                }
             }
         }
         let discovery = discovery::Static::new(backends);
         let balancer = match upstream.lb {
-            LbPolicy::RoundRobin => Balancer::RoundRobin(Arc::new(build_lb(discovery, &upstream.health_check))),
-            LbPolicy::Random => Balancer::Random(Arc::new(build_lb(discovery, &upstream.health_check))),
+            LbPolicy::RoundRobin => {
+                Balancer::RoundRobin(Arc::new(build_lb(discovery, &upstream.health_check)))
+            }
+            LbPolicy::Random => {
+                Balancer::Random(Arc::new(build_lb(discovery, &upstream.health_check)))
+            }
             LbPolicy::ConsistentHash => {
-                errors.push(config.error_at(&format!("{key}.lb"), "consistent_hash is not supported yet; use round_robin or random"));
+                errors.push(config.error_at(
+                    &format!("{key}.lb"),
+                    "consistent_hash is not supported yet; use round_robin or random",
+                ));
                 continue;
             }
         };
         upstreams.insert(
             name.clone(),
-            Arc::new(CompiledUpstream { name: name.clone(), balancer, health_check: upstream.health_check.clone() }),
+            Arc::new(CompiledUpstream {
+                name: name.clone(),
+                balancer,
+                health_check: upstream.health_check.clone(),
+            }),
         );
     }
 
@@ -161,13 +182,14 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 "session_resumption: false is not supported yet",
             ));
         }
-        let certified_key = match load_certified_key(config, &key, &tls.cert, &tls.key, now, &mut warnings) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
+        let certified_key =
+            match load_certified_key(config, &key, &tls.cert, &tls.key, now, &mut warnings) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
 
         let auth = &server.client_auth;
         let chain_verifier = if auth.verify == VerifyMode::Off {
@@ -208,10 +230,17 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 // Either unknown (the config crate reports it) or rejected above.
                 continue;
             };
-            let path_regex = match route.matcher.path_regex.as_deref().map(Regex::new).transpose() {
+            let path_regex = match route
+                .matcher
+                .path_regex
+                .as_deref()
+                .map(Regex::new)
+                .transpose()
+            {
                 Ok(r) => r,
                 Err(e) => {
-                    errors.push(config.error_at(&format!("{rkey}.match.path_regex"), e.to_string()));
+                    errors
+                        .push(config.error_at(&format!("{rkey}.match.path_regex"), e.to_string()));
                     continue;
                 }
             };
@@ -219,19 +248,27 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 path: route.matcher.path.clone(),
                 path_prefix: route.matcher.path_prefix.clone(),
                 path_regex,
-                grpc_service: route.matcher.grpc_service.as_ref().map(|s| format!("/{s}/")),
+                grpc_service: route
+                    .matcher
+                    .grpc_service
+                    .as_ref()
+                    .map(|s| format!("/{s}/")),
                 host: route.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
             };
             let mut headers = Vec::new();
             for (name, value) in &route.headers {
                 let header_key = format!("{rkey}.headers.{name}");
-                let name = match HeaderName::from_bytes(name.as_bytes()) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        errors.push(config.error_at(&header_key, format!("`{name}` is not a valid header name")));
-                        continue;
-                    }
-                };
+                let name =
+                    match HeaderName::from_bytes(name.as_bytes()) {
+                        Ok(n) => n,
+                        Err(_) => {
+                            errors.push(config.error_at(
+                                &header_key,
+                                format!("`{name}` is not a valid header name"),
+                            ));
+                            continue;
+                        }
+                    };
                 match Template::parse(value) {
                     Ok(t) => headers.push((name, t)),
                     Err(e) => errors.push(config.error_at(&header_key, e.to_string())),
@@ -255,7 +292,11 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         if let (Some(certified_key), Some(header_plan)) = (certified_key, header_plan) {
             servers.push(CompiledServer {
                 name: server.name.clone(),
-                server_names: server.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                server_names: server
+                    .server_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
                 certified_key,
                 verify: server.client_auth.verify,
                 on_failure: server.client_auth.on_failure,
@@ -276,15 +317,27 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         for addr in &server.listen {
             match listeners.iter_mut().find(|l| l.addr == *addr) {
                 Some(group) => group.servers.push(si),
-                None => listeners.push(ListenerGroup { addr: *addr, servers: vec![si] }),
+                None => listeners.push(ListenerGroup {
+                    addr: *addr,
+                    servers: vec![si],
+                }),
             }
         }
     }
 
-    Ok(Compiled { servers, listeners, upstreams, keepalive_pool_size: keepalive_pool_size.max(1), warnings })
+    Ok(Compiled {
+        servers,
+        listeners,
+        upstreams,
+        keepalive_pool_size: keepalive_pool_size.max(1),
+        warnings,
+    })
 }
 
-fn build_lb<S>(discovery: Box<discovery::Static>, health_check: &Option<HealthCheck>) -> LoadBalancer<S>
+fn build_lb<S>(
+    discovery: Box<discovery::Static>,
+    health_check: &Option<HealthCheck>,
+) -> LoadBalancer<S>
 where
     S: pingora::lb::selection::BackendSelection + 'static,
     S::Iter: pingora::lb::selection::BackendIter,
@@ -350,15 +403,22 @@ fn route_label(route: &certgate_config::RouteConfig, index: usize) -> String {
 
 fn normalize_allow_rule(rule: &AllowRule) -> AllowRule {
     match rule {
-        AllowRule::FingerprintSha256(v) => AllowRule::FingerprintSha256(v.iter().map(|f| normalize_hex(f)).collect()),
-        AllowRule::SpkiSha256(v) => AllowRule::SpkiSha256(v.iter().map(|f| normalize_hex(f)).collect()),
+        AllowRule::FingerprintSha256(v) => {
+            AllowRule::FingerprintSha256(v.iter().map(|f| normalize_hex(f)).collect())
+        }
+        AllowRule::SpkiSha256(v) => {
+            AllowRule::SpkiSha256(v.iter().map(|f| normalize_hex(f)).collect())
+        }
         other => other.clone(),
     }
 }
 
 /// Accepts `AB:CD:…` or `abcd…` as people paste fingerprints from openssl.
 fn normalize_hex(s: &str) -> String {
-    s.chars().filter(|c| *c != ':').flat_map(|c| c.to_lowercase()).collect()
+    s.chars()
+        .filter(|c| *c != ':')
+        .flat_map(|c| c.to_lowercase())
+        .collect()
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -370,12 +430,22 @@ pub(crate) fn unix_now() -> i64 {
 
 const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
 
-fn expiry_warnings(what: &str, file: &Path, certs: &[CertificateDer<'static>], now: i64, warnings: &mut Vec<String>) {
+fn expiry_warnings(
+    what: &str,
+    file: &Path,
+    certs: &[CertificateDer<'static>],
+    now: i64,
+    warnings: &mut Vec<String>,
+) {
     for cert in certs {
         if let Ok(summary) = certgate_pki::summarize(cert) {
             let left = summary.not_after_unix - now;
             if left < 0 {
-                warnings.push(format!("{what} {} ({}) has expired", file.display(), summary.subject));
+                warnings.push(format!(
+                    "{what} {} ({}) has expired",
+                    file.display(),
+                    summary.subject
+                ));
             } else if left < EXPIRY_WARNING_SECS {
                 warnings.push(format!(
                     "{what} {} ({}) expires in {} days",
@@ -396,26 +466,44 @@ fn load_certified_key(
     now: i64,
     warnings: &mut Vec<String>,
 ) -> Result<Arc<CertifiedKey>, ConfigError> {
-    let certs = certgate_pki::load_certs(cert_path).map_err(|e| config.error_at(&format!("{key}.tls.cert"), e.to_string()))?;
-    let private_key =
-        certgate_pki::load_private_key(key_path).map_err(|e| config.error_at(&format!("{key}.tls.key"), e.to_string()))?;
-    match certs.first().map(|leaf| certgate_pki::key_matches_certificate(leaf, &private_key)) {
+    let certs = certgate_pki::load_certs(cert_path)
+        .map_err(|e| config.error_at(&format!("{key}.tls.cert"), e.to_string()))?;
+    let private_key = certgate_pki::load_private_key(key_path)
+        .map_err(|e| config.error_at(&format!("{key}.tls.key"), e.to_string()))?;
+    match certs
+        .first()
+        .map(|leaf| certgate_pki::key_matches_certificate(leaf, &private_key))
+    {
         Some(Ok(true)) => {}
         Some(Ok(false)) => {
             return Err(config.error_at(
                 &format!("{key}.tls.key"),
-                format!("{} does not match the certificate in {}", key_path.display(), cert_path.display()),
+                format!(
+                    "{} does not match the certificate in {}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
             ))
         }
         Some(Err(e)) => return Err(config.error_at(&format!("{key}.tls.key"), e.to_string())),
-        None => return Err(config.error_at(&format!("{key}.tls.cert"), format!("no certificate in {}", cert_path.display()))),
+        None => {
+            return Err(config.error_at(
+                &format!("{key}.tls.cert"),
+                format!("no certificate in {}", cert_path.display()),
+            ))
+        }
     }
     expiry_warnings("server certificate", cert_path, &certs[..1], now, warnings);
     let provider = crate::crypto_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(private_key)
-        .map_err(|e| config.error_at(&format!("{key}.tls.key"), format!("{}: unsupported key: {e}", key_path.display())))?;
+        .map_err(|e| {
+            config.error_at(
+                &format!("{key}.tls.key"),
+                format!("{}: unsupported key: {e}", key_path.display()),
+            )
+        })?;
     Ok(Arc::new(CertifiedKey::new(certs, signing_key)))
 }
 
@@ -444,7 +532,9 @@ fn load_chain_verifier(
                 expiry_warnings("trusted CA", path, &certs, now, warnings);
                 trusted.append(&mut certs);
             }
-            Err(e) => errors.push(config.error_at(&format!("{key}.client_auth.trusted_ca[{i}]"), e.to_string())),
+            Err(e) => errors.push(
+                config.error_at(&format!("{key}.client_auth.trusted_ca[{i}]"), e.to_string()),
+            ),
         }
     }
     let crls = match certgate_pki::load_crls(&auth.crl) {

@@ -36,19 +36,29 @@ pub struct Shared {
     next_generation: AtomicU64,
     /// The chain verifier each listener's rustls verifier reads (for CertificateRequest
     /// names and `on_failure: handshake`), re-pointed on every swap.
-    listener_verifiers: std::sync::Mutex<Vec<(std::net::SocketAddr, Arc<ArcSwap<certgate_pki::ChainVerifier>>)>>,
+    listener_verifiers: std::sync::Mutex<
+        Vec<(
+            std::net::SocketAddr,
+            Arc<ArcSwap<certgate_pki::ChainVerifier>>,
+        )>,
+    >,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("generation", &self.current.load().generation).finish()
+        f.debug_struct("Shared")
+            .field("generation", &self.current.load().generation)
+            .finish()
     }
 }
 
 impl Shared {
     pub fn new(compiled: Compiled) -> Arc<Shared> {
         Arc::new(Shared {
-            current: ArcSwap::from_pointee(State { generation: 0, compiled }),
+            current: ArcSwap::from_pointee(State {
+                generation: 0,
+                compiled,
+            }),
             next_generation: AtomicU64::new(1),
             listener_verifiers: std::sync::Mutex::new(Vec::new()),
         })
@@ -75,7 +85,10 @@ impl Shared {
                 }
             }
         }
-        self.current.store(Arc::new(State { generation, compiled }));
+        self.current.store(Arc::new(State {
+            generation,
+            compiled,
+        }));
         generation
     }
 }
@@ -109,16 +122,24 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
         tracing::warn!("{warning}");
     }
     let server = build_server(compiled, &config.file, &options).map_err(|e| {
-        ConfigErrors(vec![config.error_at("servers", format!("cannot start the listeners: {e}"))])
+        ConfigErrors(vec![
+            config.error_at("servers", format!("cannot start the listeners: {e}"))
+        ])
     })?;
     tracing::info!("certgate started");
     server.run_forever()
 }
 
 /// Builds the pingora server with one proxy service listening on every configured address.
-pub fn build_server(compiled: Compiled, config_path: &std::path::Path, options: &RunOptions) -> pingora::Result<Server> {
+pub fn build_server(
+    compiled: Compiled,
+    config_path: &std::path::Path,
+    options: &RunOptions,
+) -> pingora::Result<Server> {
     let threads = if options.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         options.threads
     };
@@ -141,12 +162,16 @@ pub fn build_server(compiled: Compiled, config_path: &std::path::Path, options: 
     for upstream in compiled.upstreams.values() {
         if upstream.health_check.is_some() {
             match &upstream.balancer {
-                compile::Balancer::RoundRobin(lb) => health_checks.push(pingora::services::background::GenBackgroundService::new(
-                    format!("health check {}", upstream.name),
-                    lb.clone(),
-                )),
+                compile::Balancer::RoundRobin(lb) => {
+                    health_checks.push(pingora::services::background::GenBackgroundService::new(
+                        format!("health check {}", upstream.name),
+                        lb.clone(),
+                    ))
+                }
                 compile::Balancer::Random(_) => {
-                    tracing::warn!("health checks run only for round_robin upstreams in this release");
+                    tracing::warn!(
+                        "health checks run only for round_robin upstreams in this release"
+                    );
                 }
             }
         }
@@ -167,7 +192,10 @@ pub fn build_server(compiled: Compiled, config_path: &std::path::Path, options: 
     server.add_service(proxy);
     server.add_service(pingora::services::background::GenBackgroundService::new(
         "reload on SIGHUP".to_string(),
-        Arc::new(reload::ReloadOnHangup { shared: shared.clone(), path: config_path.to_path_buf() }),
+        Arc::new(reload::ReloadOnHangup {
+            shared: shared.clone(),
+            path: config_path.to_path_buf(),
+        }),
     ));
     for hc in health_checks {
         server.add_service(hc);

@@ -33,8 +33,17 @@ pub fn reload_from(shared: &Shared, path: &std::path::Path) -> Result<u64, Reloa
     let current = shared.current.load();
     let (old, new) = (listen_set(&current.compiled), listen_set(&compiled));
     if old != new {
-        let describe = |s: &BTreeSet<SocketAddr>| s.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-        return Err(ReloadError::NeedsRestart(format!("running: {}; new: {}", describe(&old), describe(&new))));
+        let describe = |s: &BTreeSet<SocketAddr>| {
+            s.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(ReloadError::NeedsRestart(format!(
+            "running: {}; new: {}",
+            describe(&old),
+            describe(&new)
+        )));
     }
     drop(current);
     for warning in &compiled.warnings {
@@ -52,7 +61,8 @@ pub struct ReloadOnHangup {
 #[async_trait]
 impl BackgroundService for ReloadOnHangup {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot listen for SIGHUP, reload disabled: {e}");

@@ -88,8 +88,12 @@ async fn write_html(session: &mut Session, code: u16, title: Option<&str>) {
     let Ok(mut header) = ResponseHeader::build(code, Some(3)) else {
         return;
     };
-    let ok = header.insert_header(http::header::CONTENT_TYPE, "text/html").is_ok()
-        && header.insert_header(http::header::CONTENT_LENGTH, body.len()).is_ok();
+    let ok = header
+        .insert_header(http::header::CONTENT_TYPE, "text/html")
+        .is_ok()
+        && header
+            .insert_header(http::header::CONTENT_LENGTH, body.len())
+            .is_ok();
     if !ok {
         return;
     }
@@ -111,8 +115,12 @@ async fn write_grpc(session: &mut Session, status: u16, message: &str) {
     let Ok(mut header) = ResponseHeader::build(200, Some(3)) else {
         return;
     };
-    let ok = header.insert_header(http::header::CONTENT_TYPE, "application/grpc").is_ok()
-        && header.insert_header("grpc-status", status.to_string()).is_ok()
+    let ok = header
+        .insert_header(http::header::CONTENT_TYPE, "application/grpc")
+        .is_ok()
+        && header
+            .insert_header("grpc-status", status.to_string())
+            .is_ok()
         && header.insert_header("grpc-message", message).is_ok();
     if !ok {
         return;
@@ -143,7 +151,10 @@ async fn linger(session: &mut Session) {
         return;
     }
     session.set_keepalive(None);
-    if tokio::time::timeout(LINGERING_TIME, session.drain_request_body()).await.is_err() {
+    if tokio::time::timeout(LINGERING_TIME, session.drain_request_body())
+        .await
+        .is_err()
+    {
         tracing::debug!("refused request body still arriving after {LINGERING_TIME:?}; closing");
     }
 }
@@ -164,7 +175,9 @@ mod tests {
     #[test]
     fn nginx_400_page_wording() {
         let page = html_page(400, Rejection::NoCertificate.nginx_title());
-        assert!(page.starts_with("<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>"));
+        assert!(page.starts_with(
+            "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>"
+        ));
         assert!(page.contains("<center><h1>400 Bad Request</h1></center>\r\n<center>No required SSL certificate was sent</center>"));
         let page = html_page(400, Rejection::BadCertificate.nginx_title());
         assert!(page.contains("<title>400 The SSL certificate error</title>"));

@@ -20,9 +20,15 @@ impl RouteMatcher {
     /// `host` is the request's Host (or :authority) without port, lower-cased.
     pub fn matches(&self, path: &str, host: &str) -> bool {
         self.path.as_deref().is_none_or(|p| p == path)
-            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
             && self.path_regex.as_ref().is_none_or(|r| r.is_match(path))
-            && self.grpc_service.as_deref().is_none_or(|s| path.starts_with(s))
+            && self
+                .grpc_service
+                .as_deref()
+                .is_none_or(|s| path.starts_with(s))
             && self.host.as_deref().is_none_or(|h| h == host)
     }
 }
@@ -51,18 +57,26 @@ fn rule_matches(rule: &AllowRule, cert: &ClientCert) -> bool {
         AllowRule::Cn(names) => any_value(cert, "CN", names),
         AllowRule::Ou(names) => any_value(cert, "OU", names),
         AllowRule::Subject(dn) => cert.subject_dn() == dn,
-        AllowRule::SanUri(patterns) => cert.san_uri().iter().any(|uri| patterns.iter().any(|p| glob_match(p, uri))),
-        AllowRule::SanDns(patterns) => cert
-            .san_dns()
+        AllowRule::SanUri(patterns) => cert
+            .san_uri()
             .iter()
-            .any(|dns| patterns.iter().any(|p| glob_match(&p.to_ascii_lowercase(), &dns.to_ascii_lowercase()))),
-        AllowRule::FingerprintSha256(prints) => prints.iter().any(|p| p == cert.fingerprint_sha256_hex()),
+            .any(|uri| patterns.iter().any(|p| glob_match(p, uri))),
+        AllowRule::SanDns(patterns) => cert.san_dns().iter().any(|dns| {
+            patterns
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), &dns.to_ascii_lowercase()))
+        }),
+        AllowRule::FingerprintSha256(prints) => {
+            prints.iter().any(|p| p == cert.fingerprint_sha256_hex())
+        }
         AllowRule::SpkiSha256(prints) => prints.iter().any(|p| p == cert.spki_sha256_hex()),
     }
 }
 
 fn any_value(cert: &ClientCert, attribute: &str, wanted: &[String]) -> bool {
-    cert.subject_values(attribute).iter().any(|v| wanted.iter().any(|w| w == v))
+    cert.subject_values(attribute)
+        .iter()
+        .any(|v| wanted.iter().any(|w| w == v))
 }
 
 /// `*` matches any run of characters (including `/` and `.`), everything else literally:
@@ -95,8 +109,14 @@ mod tests {
 
     #[test]
     fn glob_patterns() {
-        assert!(glob_match("spiffe://example.org/ns/prod/*", "spiffe://example.org/ns/prod/sa/web"));
-        assert!(!glob_match("spiffe://example.org/ns/prod/*", "spiffe://example.org/ns/dev/sa/web"));
+        assert!(glob_match(
+            "spiffe://example.org/ns/prod/*",
+            "spiffe://example.org/ns/prod/sa/web"
+        ));
+        assert!(!glob_match(
+            "spiffe://example.org/ns/prod/*",
+            "spiffe://example.org/ns/dev/sa/web"
+        ));
         assert!(glob_match("*.svc.example.org", "api.svc.example.org"));
         assert!(!glob_match("*.svc.example.org", "svc.example.org"));
         assert!(glob_match("exact", "exact"));

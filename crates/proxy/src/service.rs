@@ -66,13 +66,18 @@ fn request_host(req: &RequestHeader) -> String {
         .authority()
         .map(|a| a.host().to_string())
         .or_else(|| {
-            req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(|h| {
-                match h.rsplit_once(':') {
-                    // An IPv6 literal keeps its brackets; a port after them is dropped.
-                    Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
-                    _ => h.to_string(),
-                }
-            })
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    match h.rsplit_once(':') {
+                        // An IPv6 literal keeps its brackets; a port after them is dropped.
+                        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                            host.to_string()
+                        }
+                        _ => h.to_string(),
+                    }
+                })
         })
         .unwrap_or_default();
     raw.trim_end_matches('.').to_ascii_lowercase()
@@ -95,7 +100,12 @@ impl Gateway {
             .listeners
             .iter()
             .find(|g| g.servers.contains(&server_index) && Some(g.addr) == conn.listen)
-            .or_else(|| compiled.listeners.iter().find(|g| g.servers.contains(&server_index)));
+            .or_else(|| {
+                compiled
+                    .listeners
+                    .iter()
+                    .find(|g| g.servers.contains(&server_index))
+            });
         if conn.generation != state.generation {
             // The configuration was reloaded since the handshake: re-resolve by SNI.
             if let Some(group) = group {
@@ -105,12 +115,18 @@ impl Gateway {
         let req = session.req_header();
         let host = request_host(req);
         if let Some(group) = group {
-            if group.servers.len() > 1 && !host.is_empty() && select_server(compiled, group, Some(&host)) != server_index {
+            if group.servers.len() > 1
+                && !host.is_empty()
+                && select_server(compiled, group, Some(&host)) != server_index
+            {
                 // The TLS policy of one server must not admit a request for another.
                 return Err(Rejection::Misdirected);
             }
         }
-        let server = compiled.servers.get(server_index).ok_or(Rejection::Internal)?;
+        let server = compiled
+            .servers
+            .get(server_index)
+            .ok_or(Rejection::Internal)?;
 
         let cert_sent = conn.cert_sent();
         let verified = matches!(conn.verify, VerifyResult::Success);
@@ -121,7 +137,11 @@ impl Gateway {
             }
             // nginx forwards only "issuer not trusted" failures under optional_no_ca.
             VerifyMode::OptionalNoCa
-                if cert_sent && !verified && !conn.verify_code.is_some_and(certgate_pki::verify::untrusted_issuer_only) =>
+                if cert_sent
+                    && !verified
+                    && !conn
+                        .verify_code
+                        .is_some_and(certgate_pki::verify::untrusted_issuer_only) =>
             {
                 return Err(Rejection::BadCertificate)
             }
@@ -197,13 +217,20 @@ impl ProxyHttp for Gateway {
         if let (Some(chunk), true) = (body.as_ref(), limit > 0) {
             ctx.body_bytes += chunk.len() as u64;
             if ctx.body_bytes > limit {
-                return Error::e_explain(ErrorType::HTTPStatus(413), "request body larger than max_body_size");
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body larger than max_body_size",
+                );
             }
         }
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
@@ -226,8 +253,13 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let (Some(server), Some(route), Some(conn)) = (ctx.server(), ctx.route(), ctx.conn.as_ref()) else {
-            return Error::e_explain(ErrorType::InternalError, "request reached upstream without a decision");
+        let (Some(server), Some(route), Some(conn)) =
+            (ctx.server(), ctx.route(), ctx.conn.as_ref())
+        else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "request reached upstream without a decision",
+            );
         };
         let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
         let (identity, prepared) = conn.prepared(server, remote);
@@ -266,7 +298,11 @@ impl ProxyHttp for Gateway {
         if let Some(addr) = remote {
             let ip = addr.ip().to_string();
             // nginx's $proxy_add_x_forwarded_for: append to what the client sent.
-            let forwarded = match upstream_request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let forwarded = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
                 _ => ip.clone(),
             };
@@ -277,7 +313,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {
@@ -296,6 +337,9 @@ impl ProxyHttp for Gateway {
         if code > 0 {
             responses::error_page(session, code, ctx.grpc).await;
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 }

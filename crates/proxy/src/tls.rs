@@ -84,7 +84,9 @@ impl ConnectionIdentity {
                     remote_port,
                 },
             };
-            let headers = server.header_plan.prepare(&identity, crate::compile::unix_now());
+            let headers = server
+                .header_plan
+                .prepare(&identity, crate::compile::unix_now());
             (identity, headers)
         })
     }
@@ -98,14 +100,17 @@ pub fn select_server(compiled: &Compiled, group: &ListenerGroup, name: Option<&s
     if let Some(name) = name {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         for &i in &group.servers {
-            if compiled.servers[i].server_names.iter().any(|n| *n == name) {
+            if compiled.servers[i].server_names.contains(&name) {
                 return i;
             }
         }
         for &i in &group.servers {
             let wildcard = compiled.servers[i].server_names.iter().any(|n| {
-                n.strip_prefix("*.")
-                    .is_some_and(|suffix| name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.')
+                n.strip_prefix("*.").is_some_and(|suffix| {
+                    name.len() > suffix.len() + 1
+                        && name.ends_with(suffix)
+                        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+                })
             });
             if wildcard {
                 return i;
@@ -145,7 +150,10 @@ struct HandshakeHook {
 
 #[async_trait]
 impl TlsAccept for HandshakeHook {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let state = self.shared.current.load();
         let compiled = &state.compiled;
         let group = compiled.listeners.iter().find(|g| g.addr == self.addr)?;
@@ -159,7 +167,10 @@ impl TlsAccept for HandshakeHook {
                 let (verify, verify_code) = match &server.chain_verifier {
                     Some(verifier) => match verifier.verify(chain, UnixTime::now()) {
                         Ok(_) => (VerifyResult::Success, None),
-                        Err(failure) => (VerifyResult::Failed(failure.reason.to_string()), Some(failure.code)),
+                        Err(failure) => (
+                            VerifyResult::Failed(failure.reason.to_string()),
+                            Some(failure.code),
+                        ),
                     },
                     None => (VerifyResult::None, None),
                 };
@@ -200,19 +211,38 @@ impl TlsAccept for HandshakeHook {
 
 /// The chain verifier whose CA names a listener announces: the first server on the address
 /// that verifies client certificates.
-pub fn listener_chain_verifier(compiled: &Compiled, addr: std::net::SocketAddr) -> Option<Arc<certgate_pki::ChainVerifier>> {
+pub fn listener_chain_verifier(
+    compiled: &Compiled,
+    addr: std::net::SocketAddr,
+) -> Option<Arc<certgate_pki::ChainVerifier>> {
     let group = compiled.listeners.iter().find(|g| g.addr == addr)?;
-    group.servers.iter().find_map(|&i| compiled.servers[i].chain_verifier.clone())
+    group
+        .servers
+        .iter()
+        .find_map(|&i| compiled.servers[i].chain_verifier.clone())
 }
 
 /// Builds pingora's TLS settings for one listen address.
-pub fn listener_settings(shared: &Arc<Shared>, group: &ListenerGroup) -> pingora::Result<TlsSettings> {
+pub fn listener_settings(
+    shared: &Arc<Shared>,
+    group: &ListenerGroup,
+) -> pingora::Result<TlsSettings> {
     let state = shared.current.load();
     let compiled = &state.compiled;
-    let servers: Vec<&CompiledServer> = group.servers.iter().map(|&i| &compiled.servers[i]).collect();
+    let servers: Vec<&CompiledServer> = group
+        .servers
+        .iter()
+        .map(|&i| &compiled.servers[i])
+        .collect();
 
-    let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeHook { shared: shared.clone(), addr: group.addr }))?;
-    settings.set_cert_resolver(Arc::new(SniResolver { shared: shared.clone(), addr: group.addr }));
+    let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeHook {
+        shared: shared.clone(),
+        addr: group.addr,
+    }))?;
+    settings.set_cert_resolver(Arc::new(SniResolver {
+        shared: shared.clone(),
+        addr: group.addr,
+    }));
 
     // A rustls listener has one verifier for all servers on the address. Failing the
     // handshake itself is only possible when a single server owns the address;
@@ -221,14 +251,22 @@ pub fn listener_settings(shared: &Arc<Shared>, group: &ListenerGroup) -> pingora
     if let Some(verifier) = listener_chain_verifier(compiled, group.addr) {
         let first = servers.iter().find(|s| s.chain_verifier.is_some());
         let mode = match first {
-            Some(s) if servers.len() == 1 && s.verify == VerifyMode::On && s.on_failure == OnFailure::Handshake => {
+            Some(s)
+                if servers.len() == 1
+                    && s.verify == VerifyMode::On
+                    && s.on_failure == OnFailure::Handshake =>
+            {
                 ClientAuthMode::Require
             }
             _ => ClientAuthMode::Request,
         };
         let chain = Arc::new(ArcSwap::new(verifier));
         shared.register_listener_verifier(group.addr, chain.clone());
-        settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider())));
+        settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(
+            mode,
+            chain,
+            crate::crypto_provider(),
+        )));
     }
     let h2 = servers.iter().any(|s| s.alpn_h2);
     if h2 {

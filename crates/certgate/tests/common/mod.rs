@@ -16,8 +16,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// A certificate with its key, as PEM.
@@ -46,7 +46,11 @@ pub fn ca(cn: &str) -> Issued {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let key = KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     Issued { cert, key }
@@ -56,7 +60,11 @@ pub fn intermediate(cn: &str, issuer: &Issued) -> Issued {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
     Issued { cert, key }
@@ -64,7 +72,9 @@ pub fn intermediate(cn: &str, issuer: &Issued) -> Issued {
 
 pub fn server_cert(issuer: &Issued) -> Issued {
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     params.distinguished_name = dn("localhost");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().unwrap();
@@ -76,7 +86,11 @@ pub fn client_cert(cn: &str, issuer: &Issued) -> Issued {
     client_cert_with(cn, issuer, |_| {})
 }
 
-pub fn client_cert_with(cn: &str, issuer: &Issued, edit: impl FnOnce(&mut CertificateParams)) -> Issued {
+pub fn client_cert_with(
+    cn: &str,
+    issuer: &Issued,
+    edit: impl FnOnce(&mut CertificateParams),
+) -> Issued {
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -128,21 +142,40 @@ impl Seen {
         self.count.load(Ordering::SeqCst)
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.last_headers.lock().unwrap().iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.last_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
     pub fn headers_named(&self, name: &str) -> Vec<String> {
-        self.last_headers.lock().unwrap().iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+        self.last_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-async fn upstream_handler(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<BoxBody>, Infallible> {
+async fn upstream_handler(
+    req: Request<Incoming>,
+    seen: Arc<Seen>,
+) -> Result<Response<BoxBody>, Infallible> {
     seen.count.fetch_add(1, Ordering::SeqCst);
     *seen.last_headers.lock().unwrap() = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let path = req.uri().path().to_string();
     if path == "/slow" {
@@ -157,11 +190,19 @@ async fn upstream_handler(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Res
             }
             let n = (size - sent).min(65536);
             let chunk: Vec<u8> = (sent..sent + n).map(|i| (i % 251) as u8).collect();
-            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), sent + n))
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
+                sent + n,
+            ))
         });
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let text = if path == "/upload" {
         let sum: u64 = body.iter().map(|b| *b as u64).sum();
         format!("{} {}", body.len(), sum)
@@ -179,14 +220,18 @@ pub fn start_upstream() -> (SocketAddr, Arc<Seen>) {
     let addr = listener.local_addr().unwrap();
     let seen2 = seen.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let seen = seen2.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| upstream_handler(req, seen.clone()));
+                    let service =
+                        hyper::service::service_fn(move |req| upstream_handler(req, seen.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -198,7 +243,11 @@ pub fn start_upstream() -> (SocketAddr, Arc<Seen>) {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `certgate` process; killed on drop.
@@ -257,11 +306,20 @@ fn wait_for_port(gateway: &mut Gateway) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("certgate did not listen on {}:\n{}", gateway.addr, gateway.log());
+    panic!(
+        "certgate did not listen on {}:\n{}",
+        gateway.addr,
+        gateway.log()
+    );
 }
 
 /// A reqwest client that trusts the test CA and optionally presents a client certificate chain.
-pub fn client(pki: &Pki, gateway: &Gateway, identity: Option<(&[&Issued], &Issued)>, http2: bool) -> reqwest::Client {
+pub fn client(
+    pki: &Pki,
+    gateway: &Gateway,
+    identity: Option<(&[&Issued], &Issued)>,
+    http2: bool,
+) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .resolve("localhost", gateway.addr)
         .use_rustls_tls()
@@ -285,7 +343,12 @@ pub fn client(pki: &Pki, gateway: &Gateway, identity: Option<(&[&Issued], &Issue
 }
 
 /// The minimal config every test starts from; `{listen}`, `{dir}` and `{upstream}` are filled in.
-pub fn base_config(pki: &Pki, upstream: SocketAddr, client_auth: &str, extra_route: &str) -> String {
+pub fn base_config(
+    pki: &Pki,
+    upstream: SocketAddr,
+    client_auth: &str,
+    extra_route: &str,
+) -> String {
     format!(
         r#"servers:
   - name: api
