@@ -21,8 +21,13 @@ pub(crate) struct Output {
     pub log: LogConfig,
     pub servers: Vec<ServerConfig>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub shutdown_grace: Duration,
     pub warnings: Vec<ConfigError>,
 }
+
+/// How long `SIGTERM` waits for requests in flight by default (systemd's stop timeout is 90s,
+/// Kubernetes' termination grace 30s: 10s leaves room under both).
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// nginx's `client_max_body_size` default.
 const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
@@ -30,7 +35,7 @@ const DEFAULT_VERIFY_DEPTH: u32 = 1;
 const DEFAULT_KEEPALIVE: usize = 64;
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-const TOP_LEVEL_KEYS: &[&str] = &["admin", "log", "servers", "upstreams"];
+const TOP_LEVEL_KEYS: &[&str] = &["admin", "log", "servers", "upstreams", "shutdown_grace"];
 const ALLOW_RULES: &[&str] = &[
     "cn",
     "ou",
@@ -158,6 +163,7 @@ impl Compiler<'_> {
             log: LogConfig::default(),
             servers: Vec::new(),
             upstreams: BTreeMap::new(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             warnings: Vec::new(),
         };
         let empty = serde_yaml::Mapping::new();
@@ -179,7 +185,7 @@ impl Compiler<'_> {
         let mut sections: HashMap<&str, &Value> = HashMap::new();
         for (key, value) in map {
             match key.as_str() {
-                Some(name @ ("admin" | "log" | "servers" | "upstreams")) => {
+                Some(name @ ("admin" | "log" | "servers" | "upstreams" | "shutdown_grace")) => {
                     sections.insert(name, value);
                 }
                 Some(other) => {
@@ -199,6 +205,12 @@ impl Compiler<'_> {
 
         if let Some(value) = sections.get("admin").filter(|v| !v.is_null()) {
             output.admin = self.admin(value);
+        }
+        if let Some(value) = sections.get("shutdown_grace").filter(|v| !v.is_null()) {
+            if let Some(raw) = self.section::<raw::Scalar>(value, "shutdown_grace") {
+                output.shutdown_grace =
+                    self.duration("shutdown_grace", Some(&raw), DEFAULT_SHUTDOWN_GRACE);
+            }
         }
         if let Some(value) = sections.get("log").filter(|v| !v.is_null()) {
             if let Some(raw) = self.section::<raw::RawLog>(value, "log") {

@@ -40,6 +40,9 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// By name; at least one.
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// `shutdown_grace`: on SIGTERM, how long requests in flight may take to finish after
+    /// the listeners stop accepting; default 10s.
+    pub shutdown_grace: std::time::Duration,
     /// The file this came from, as given to [`Config::parse`] / [`Config::load`].
     pub file: PathBuf,
     index: LocationIndex,
@@ -67,6 +70,7 @@ impl Config {
             log: output.log,
             servers: output.servers,
             upstreams: output.upstreams,
+            shutdown_grace: output.shutdown_grace,
             file: file.to_path_buf(),
             index,
             warnings: output.warnings,

@@ -168,7 +168,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace (did you mean log?)"
     );
 }
 
@@ -820,5 +820,17 @@ fn warnings_point_at_likely_mistakes() {
             "/etc/certgate/gateway.yaml:4:5: servers[0].client_auth: ca, trusted_ca and crl are ignored with verify: off",
             "/etc/certgate/gateway.yaml:10:3: upstreams.spare: not used by any route",
         ]
+    );
+}
+
+#[test]
+fn shutdown_grace_defaults_to_ten_seconds_and_takes_nginx_time_syntax() {
+    assert_eq!(parse(MINIMAL).shutdown_grace, Duration::from_secs(10));
+    let config = parse(&format!("shutdown_grace: 1m30s\n{MINIMAL}"));
+    assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+    let message = error(&format!("shutdown_grace: soon\n{MINIMAL}"));
+    assert!(
+        message.starts_with("gateway.yaml:1:1: shutdown_grace: expected a time"),
+        "{message}"
     );
 }
