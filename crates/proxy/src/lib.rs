@@ -4,17 +4,24 @@
 //! - [`compile`] turns a validated config into the runtime model (loads every file);
 //! - [`tls`] is the listener side: SNI, client-certificate verifier, per-connection identity;
 //! - [`service`] is the `ProxyHttp` request path; [`routes`] matching and authorization;
-//! - [`responses`] the pages and gRPC statuses the gateway writes itself.
+//! - [`responses`] the pages and gRPC statuses the gateway writes itself;
+//! - [`reload`] SIGHUP reload, [`shutdown`] the SIGTERM drain;
+//! - [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`) and [`access_log`].
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
 pub mod compile;
+pub mod metrics;
+pub mod observe;
 pub mod reload;
 pub mod responses;
 pub mod routes;
 pub mod service;
+pub mod shutdown;
 pub mod tls;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -28,11 +35,20 @@ pub use compile::{compile, Compiled};
 pub struct State {
     pub generation: u64,
     pub compiled: Compiled,
+    /// The metric series of this generation's servers, routes and upstreams.
+    pub handles: metrics::Handles,
 }
 
 /// State shared by the listeners, the handshake callbacks and the request path.
 pub struct Shared {
     pub current: ArcSwap<State>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub access_log: Arc<access_log::AccessLog>,
+    /// Set when SIGTERM started the drain (`/readyz` then answers 503).
+    pub shutting_down: AtomicBool,
+    /// What the process started with that a reload cannot change: the admin address and
+    /// the shutdown grace period.
+    pub(crate) fixed_at_start: std::sync::OnceLock<(Option<std::net::SocketAddr>, std::time::Duration)>,
     next_generation: AtomicU64,
     /// The chain verifier each listener's rustls verifier reads (for CertificateRequest
     /// names and `on_failure: handshake`), re-pointed on every swap.
@@ -53,12 +69,21 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(compiled: Compiled) -> Arc<Shared> {
+    /// Starts from `compiled`; `log` configures the access log writer.
+    pub fn new(compiled: Compiled, log: &certgate_config::LogConfig) -> Arc<Shared> {
+        let metrics = metrics::Metrics::new();
+        let access_log = access_log::AccessLog::start(log, metrics.access_log_dropped.clone());
+        let handles = metrics::Handles::new(&metrics, &compiled);
         Arc::new(Shared {
             current: ArcSwap::from_pointee(State {
                 generation: 0,
                 compiled,
+                handles,
             }),
+            metrics,
+            access_log,
+            shutting_down: AtomicBool::new(false),
+            fixed_at_start: std::sync::OnceLock::new(),
             next_generation: AtomicU64::new(1),
             listener_verifiers: std::sync::Mutex::new(Vec::new()),
         })
@@ -85,9 +110,11 @@ impl Shared {
                 }
             }
         }
+        let handles = metrics::Handles::new(&self.metrics, &compiled);
         self.current.store(Arc::new(State {
             generation,
             compiled,
+            handles,
         }));
         generation
     }
@@ -121,7 +148,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
     }
-    let server = build_server(compiled, &config.file, &options).map_err(|e| {
+    access_log::check_target(&config).map_err(|e| ConfigErrors(vec![e]))?;
+    let server = build_server(compiled, &config, &options).map_err(|e| {
         ConfigErrors(vec![
             config.error_at("servers", format!("cannot start the listeners: {e}"))
         ])
@@ -133,7 +161,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
 /// Builds the pingora server with one proxy service listening on every configured address.
 pub fn build_server(
     compiled: Compiled,
-    config_path: &std::path::Path,
+    config: &Config,
     options: &RunOptions,
 ) -> pingora::Result<Server> {
     let threads = if options.threads == 0 {
@@ -146,8 +174,10 @@ pub fn build_server(
     let conf = ServerConf {
         threads,
         upstream_keepalive_pool_size: compiled.keepalive_pool_size,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(10),
+        // pingora sleeps this long after SIGTERM before dropping what still runs;
+        // `shutdown::DrainOnTerm` exits earlier once nothing is in flight.
+        grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64 + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
         pid_file: options
             .pid_file
             .as_ref()
@@ -177,7 +207,12 @@ pub fn build_server(
         }
     }
 
-    let shared = Shared::new(compiled);
+    let expiry = metrics::expiry_entries(config, &compiled);
+    let shared = Shared::new(compiled, &config.log);
+    shared.metrics.set_expiry(&expiry);
+    let _ = shared
+        .fixed_at_start
+        .set((config.admin.as_ref().map(|a| a.listen), config.shutdown_grace));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         service::Gateway::new(shared.clone()),
@@ -194,9 +229,30 @@ pub fn build_server(
         "reload on SIGHUP".to_string(),
         Arc::new(reload::ReloadOnHangup {
             shared: shared.clone(),
-            path: config_path.to_path_buf(),
+            path: config.file.clone(),
         }),
     ));
+    server.add_service(pingora::services::background::GenBackgroundService::new(
+        "reopen access log on SIGUSR1".to_string(),
+        Arc::new(access_log::ReopenOnUsr1 {
+            log: shared.access_log.clone(),
+        }),
+    ));
+    server.add_service(pingora::services::background::GenBackgroundService::new(
+        "drain on SIGTERM".to_string(),
+        Arc::new(shutdown::DrainOnTerm {
+            shared: shared.clone(),
+            grace: config.shutdown_grace,
+        }),
+    ));
+    if let Some(admin) = &config.admin {
+        let mut service = pingora::services::listening::Service::new(
+            "admin".to_string(),
+            admin::Admin::new(shared.clone()),
+        );
+        service.add_tcp(&admin.listen.to_string());
+        server.add_service(service);
+    }
     for hc in health_checks {
         server.add_service(hc);
     }

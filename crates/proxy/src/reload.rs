@@ -18,7 +18,7 @@ use crate::Shared;
 pub enum ReloadError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
-    #[error("listen addresses changed ({0}); restart certgate to apply them")]
+    #[error("listen addresses changed ({0}); restart certgate to apply them (the running configuration is kept)")]
     NeedsRestart(String),
 }
 
@@ -27,9 +27,17 @@ fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
 }
 
 /// Loads and compiles `path`, then installs it. Blocking (file I/O, name resolution).
+/// Counts the outcome in `certgate_config_reloads_total`.
 pub fn reload_from(shared: &Shared, path: &std::path::Path) -> Result<u64, ReloadError> {
+    let outcome = try_reload(shared, path);
+    shared.metrics.reload(outcome.is_ok());
+    outcome
+}
+
+fn try_reload(shared: &Shared, path: &std::path::Path) -> Result<u64, ReloadError> {
     let config = Config::load(path)?;
     let compiled = compile(&config)?;
+    crate::access_log::check_target(&config).map_err(|e| ConfigErrors(vec![e]))?;
     let current = shared.current.load();
     let (old, new) = (listen_set(&current.compiled), listen_set(&compiled));
     if old != new {
@@ -46,10 +54,30 @@ pub fn reload_from(shared: &Shared, path: &std::path::Path) -> Result<u64, Reloa
         )));
     }
     drop(current);
+    if let Some((admin, grace)) = shared.fixed_at_start.get() {
+        let new_admin = config.admin.as_ref().map(|a| a.listen);
+        if *admin != new_admin {
+            let show = |a: &Option<SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
+            return Err(ReloadError::NeedsRestart(format!(
+                "admin.listen running: {}; new: {}",
+                show(admin),
+                show(&new_admin)
+            )));
+        }
+        if *grace != config.shutdown_grace {
+            tracing::warn!(
+                "shutdown_grace changed; the new value applies when certgate is restarted"
+            );
+        }
+    }
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
     }
-    Ok(shared.swap(compiled))
+    let expiry = crate::metrics::expiry_entries(&config, &compiled);
+    let generation = shared.swap(compiled);
+    shared.metrics.set_expiry(&expiry);
+    shared.access_log.reconfigure(&config.log);
+    Ok(generation)
 }
 
 /// Waits for SIGHUP and reloads the configuration file the process started with.

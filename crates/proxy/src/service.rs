@@ -32,16 +32,38 @@ impl Gateway {
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
     state: Option<Arc<State>>,
     conn: Option<Arc<ConnectionIdentity>>,
     route: Option<usize>,
     grpc: bool,
     body_bytes: u64,
+    /// For metrics and the access log: when the request started, which server it was
+    /// decided for, and when it was sent upstream.
+    started: std::time::Instant,
+    server_index: Option<usize>,
+    upstream_started: Option<std::time::Instant>,
+    _in_flight: crate::metrics::InFlight,
 }
 
 impl RequestCtx {
+    fn observed(&self) -> crate::observe::Observed<'_> {
+        let state = self.state.as_ref();
+        let server = state.zip(self.server_index).and_then(|(s, i)| {
+            s.compiled.servers.get(i)
+        });
+        crate::observe::Observed {
+            state,
+            server_index: self.server_index,
+            server_name: server.map(|s| s.name.as_str()),
+            route: server.zip(self.route).and_then(|(s, r)| s.routes.get(r)),
+            route_handles: self.route_handles(),
+            conn: self.conn.as_deref(),
+            started: self.started,
+            upstream_started: self.upstream_started,
+        }
+    }
+
     fn server(&self) -> Option<&CompiledServer> {
         let state = self.state.as_ref()?;
         let conn = self.conn.as_ref()?;
@@ -51,9 +73,19 @@ impl RequestCtx {
     fn route(&self) -> Option<&CompiledRoute> {
         self.server()?.routes.get(self.route?)
     }
+
+    /// The metric series of the server and route this request was decided for.
+    fn route_handles(&self) -> Option<&crate::metrics::RouteHandles> {
+        let state = self.state.as_ref()?;
+        let server = state.handles.servers.get(self.server_index?)?;
+        match self.route {
+            Some(route) => server.routes.get(route),
+            None => Some(&server.unrouted),
+        }
+    }
 }
 
-fn connection_identity(session: &Session) -> Option<Arc<ConnectionIdentity>> {
+pub(crate) fn connection_identity(session: &Session) -> Option<Arc<ConnectionIdentity>> {
     let digest = session.digest()?;
     let ssl = digest.ssl_digest.as_ref()?;
     ssl.extension.get::<Arc<ConnectionIdentity>>().cloned()
@@ -127,6 +159,8 @@ impl Gateway {
             .servers
             .get(server_index)
             .ok_or(Rejection::Internal)?;
+        ctx.server_index = Some(server_index);
+        ctx.state = Some(state.clone());
 
         let cert_sent = conn.cert_sent();
         let verified = matches!(conn.verify, VerifyResult::Success);
@@ -155,6 +189,7 @@ impl Gateway {
             .position(|r| r.matcher.matches(path, &host))
             .ok_or(Rejection::NoRoute)?;
         let route = &server.routes[route_index];
+        ctx.route = Some(route_index);
         if route.require_client_cert && server.verify != VerifyMode::Off && !cert_sent {
             return Err(Rejection::NoCertificate);
         }
@@ -191,7 +226,17 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx::default()
+        RequestCtx {
+            state: None,
+            conn: None,
+            route: None,
+            grpc: false,
+            body_bytes: 0,
+            started: std::time::Instant::now(),
+            server_index: None,
+            upstream_started: None,
+            _in_flight: crate::metrics::InFlight::new(&self.shared.metrics.requests_in_flight),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -199,6 +244,11 @@ impl ProxyHttp for Gateway {
         match self.decide(session, ctx) {
             Ok(()) => Ok(false),
             Err(rejection) => {
+                if matches!(rejection, Rejection::Forbidden) {
+                    if let Some(route) = ctx.route_handles() {
+                        route.authz_denied.inc();
+                    }
+                }
                 responses::reject(session, rejection, ctx.grpc).await;
                 Ok(true)
             }
@@ -231,6 +281,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(std::time::Instant::now());
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
@@ -311,6 +362,13 @@ impl ProxyHttp for Gateway {
         }
         upstream_request.insert_header("x-forwarded-proto", "https")?;
         Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+        crate::observe::request_done(&self.shared, session, e, ctx.observed());
     }
 
     async fn fail_to_proxy(

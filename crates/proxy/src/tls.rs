@@ -39,6 +39,8 @@ pub struct ConnectionIdentity {
     /// Identity and its header values, prepared at the connection's first request
     /// (the peer address is not known to the TLS callback).
     prepared: OnceLock<(Identity, PreparedHeaders)>,
+    /// Keeps `certgate_connections_active` counted while the connection lives.
+    active: Option<Arc<crate::metrics::ActiveConnection>>,
 }
 
 impl ConnectionIdentity {
@@ -55,6 +57,7 @@ impl ConnectionIdentity {
             protocol: self.protocol.clone(),
             cipher: self.cipher.clone(),
             prepared: OnceLock::new(),
+            active: self.active.clone(),
         }
     }
 
@@ -192,6 +195,19 @@ impl TlsAccept for HandshakeHook {
                 (verify, verify_code, cert)
             }
         };
+        let handles = state.handles.server(Some(server_index));
+        handles.handshake_success.inc();
+        match &verify {
+            VerifyResult::Success => handles.verify_success.inc(),
+            VerifyResult::None => handles.verify_none.inc(),
+            VerifyResult::Failed(_) => handles.verify_failed(
+                &state.handles.metrics,
+                verify_code.map_or("", certgate_pki::verify::error_string),
+            ),
+        }
+        let active = Some(Arc::new(crate::metrics::ActiveConnection::new(
+            &handles.connections_active,
+        )));
         let conn = Arc::new(ConnectionIdentity {
             server: server_index,
             generation: state.generation,
@@ -203,6 +219,7 @@ impl TlsAccept for HandshakeHook {
             protocol: certgate_identity::openssl_protocol_name(tls.version().unwrap_or("")),
             cipher: certgate_identity::openssl_cipher_name(tls.current_cipher_name().unwrap_or("")),
             prepared: OnceLock::new(),
+            active,
         });
         // pingora hands back `&T`; storing the Arc lets each request keep its own handle.
         Some(Arc::new(conn))
