@@ -111,6 +111,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let compiled =
         certgate_proxy::compile(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    certgate_proxy::access_log::check_target(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     for warning in &compiled.warnings {
         eprintln!("certgate: [warn] {warning}");
     }

@@ -375,8 +375,9 @@ impl ServerHandles {
 pub struct Handles {
     pub metrics: Arc<Metrics>,
     pub servers: Vec<ServerHandles>,
-    /// For requests that could not be tied to a server (no TLS identity).
-    pub unknown: ServerHandles,
+    /// For requests that could not be tied to a server (no TLS identity); created on first
+    /// use so a healthy gateway exports no `server="-"` series.
+    unknown: OnceLock<ServerHandles>,
 }
 
 impl Handles {
@@ -398,16 +399,6 @@ impl Handles {
                 )
             })
             .collect();
-        let server = |name: &str, routes: Vec<RouteHandles>| ServerHandles {
-            name: name.to_string(),
-            unrouted: RouteHandles::new(m, name, NO_LABEL, None),
-            routes,
-            handshake_success: m.tls_handshakes.with_label_values(&[name, "success"]),
-            handshake_failure: m.tls_handshakes.with_label_values(&[name, "failure"]),
-            verify_success: m.verifications.with_label_values(&[name, "success", ""]),
-            verify_none: m.verifications.with_label_values(&[name, "none", ""]),
-            connections_active: m.connections_active.with_label_values(&[name]),
-        };
         let servers = compiled
             .servers
             .iter()
@@ -424,20 +415,36 @@ impl Handles {
                         )
                     })
                     .collect();
-                server(&s.name, routes)
+                server_handles(m, &s.name, routes)
             })
             .collect();
         Handles {
             metrics: metrics.clone(),
             servers,
-            unknown: server(NO_LABEL, Vec::new()),
+            unknown: OnceLock::new(),
         }
     }
 
     pub fn server(&self, index: Option<usize>) -> &ServerHandles {
-        index
-            .and_then(|i| self.servers.get(i))
-            .unwrap_or(&self.unknown)
+        match index.and_then(|i| self.servers.get(i)) {
+            Some(s) => s,
+            None => self
+                .unknown
+                .get_or_init(|| server_handles(&self.metrics, NO_LABEL, Vec::new())),
+        }
+    }
+}
+
+fn server_handles(m: &Metrics, name: &str, routes: Vec<RouteHandles>) -> ServerHandles {
+    ServerHandles {
+            name: name.to_string(),
+            unrouted: RouteHandles::new(m, name, NO_LABEL, None),
+            routes,
+            handshake_success: m.tls_handshakes.with_label_values(&[name, "success"]),
+            handshake_failure: m.tls_handshakes.with_label_values(&[name, "failure"]),
+            verify_success: m.verifications.with_label_values(&[name, "success", ""]),
+            verify_none: m.verifications.with_label_values(&[name, "none", ""]),
+            connections_active: m.connections_active.with_label_values(&[name]),
     }
 }
 
