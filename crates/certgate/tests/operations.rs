@@ -281,3 +281,31 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     .unwrap();
     assert_eq!(status.0.unwrap().code(), Some(0), "{}", status.1.log());
 }
+
+#[tokio::test]
+async fn handshake_refusals_are_counted_with_openssl_reason() {
+    let pki = Pki::new();
+    let stranger_ca = ca("Stranger CA");
+    let stranger = client_cert("stranger", &stranger_ca);
+    let (upstream, seen) = start_upstream();
+    let admin = free_port();
+    let yaml = tagged_config(&pki, upstream, admin, "x")
+        .replace("      verify: on\n", "      verify: on\n      on_failure: handshake\n");
+    let gw = start_gateway(&pki, &yaml);
+    let c = client(&pki, &gw, Some((&[&stranger], &stranger)), false);
+    assert!(c.get(gw.url("/")).send().await.is_err());
+    assert_eq!(seen.count(), 0);
+    let text = metrics(admin);
+    assert_eq!(
+        sample(
+            &text,
+            "certgate_tls_handshakes_total{result=\"failure\",server=\"api\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("certgate_client_cert_verifications_total{reason=\"unable to verify the first certificate\",result=\"failure\",server=\"api\"} 1"),
+        "{text}"
+    );
+}

@@ -20,6 +20,7 @@ pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod tls;
+pub mod tls_metrics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

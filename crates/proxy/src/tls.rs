@@ -279,11 +279,12 @@ pub fn listener_settings(
         };
         let chain = Arc::new(ArcSwap::new(verifier));
         shared.register_listener_verifier(group.addr, chain.clone());
-        settings.set_client_cert_verifier(Arc::new(ClientAuthVerifier::new(
-            mode,
-            chain,
-            crate::crypto_provider(),
-        )));
+        let verifier = Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider()));
+        settings.set_client_cert_verifier(Arc::new(crate::tls_metrics::CountingVerifier {
+            inner: verifier,
+            shared: shared.clone(),
+            addr: group.addr,
+        }));
     }
     let h2 = servers.iter().any(|s| s.alpn_h2);
     if h2 {
