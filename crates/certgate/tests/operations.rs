@@ -125,9 +125,10 @@ async fn reload_under_continuous_load_loses_no_request() {
         assert!(out.status.success(), "reload {round} failed: {out:?}");
         // Every request sent after the swap carries the new header.
         let before = seen.count();
-        wait_until(&format!("config {tag} takes effect (round {round})"), || {
-            seen.count() > before + CLIENTS && seen.header("x-config").as_deref() == Some(tag)
-        })
+        wait_until(
+            &format!("config {tag} takes effect (round {round})"),
+            || seen.count() > before + CLIENTS && seen.header("x-config").as_deref() == Some(tag),
+        )
         .await;
     }
 
@@ -237,7 +238,9 @@ async fn ca_rotation_refuses_old_clients_on_new_connections() {
     );
     // The expiry gauge now shows the new CA only.
     assert!(
-        text.contains("kind=\"client_ca\",server=\"api\",subject=\"O=certgate tests, CN=Rotated Root CA\""),
+        text.contains(
+            "kind=\"client_ca\",server=\"api\",subject=\"O=certgate tests, CN=Rotated Root CA\""
+        ),
         "{text}"
     );
     assert!(!text.contains("CN=Test Root CA\"}"), "{text}");
@@ -253,7 +256,10 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         "shutdown_grace: 20s\n{}",
         tagged_config(&pki, upstream, admin, "x")
     )
-    .replace("upstream: app\n        headers", "upstream: app\n        timeouts: { read: 10s }\n        headers");
+    .replace(
+        "upstream: app\n        headers",
+        "upstream: app\n        timeouts: { read: 10s }\n        headers",
+    );
     let mut gw = start_gateway(&pki, &yaml);
     let c = client(&pki, &gw, Some((&[&alice], &alice)), false);
     // The test upstream answers /slow after 3 seconds.
@@ -271,7 +277,10 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let body = slow.await.unwrap().expect("the request in flight completes");
+    let body = slow
+        .await
+        .unwrap()
+        .expect("the request in flight completes");
     assert_eq!(body, "upstream ok");
     let status = tokio::task::spawn_blocking(move || {
         let status = gw.child.wait();
@@ -289,8 +298,10 @@ async fn handshake_refusals_are_counted_with_openssl_reason() {
     let stranger = client_cert("stranger", &stranger_ca);
     let (upstream, seen) = start_upstream();
     let admin = free_port();
-    let yaml = tagged_config(&pki, upstream, admin, "x")
-        .replace("      verify: on\n", "      verify: on\n      on_failure: handshake\n");
+    let yaml = tagged_config(&pki, upstream, admin, "x").replace(
+        "      verify: on\n",
+        "      verify: on\n      on_failure: handshake\n",
+    );
     let gw = start_gateway(&pki, &yaml);
     let c = client(&pki, &gw, Some((&[&stranger], &stranger)), false);
     assert!(c.get(gw.url("/")).send().await.is_err());

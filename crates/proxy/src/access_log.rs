@@ -461,9 +461,17 @@ mod tests {
     #[test]
     fn json_escapes_and_uses_null_for_no_upstream() {
         let line = entry().json();
-        assert!(line.starts_with("{\"time\":\"2026-11-18T11:06:40.123Z\",\"remote_addr\":\"127.0.0.1\""), "{line}");
+        assert!(
+            line.starts_with(
+                "{\"time\":\"2026-11-18T11:06:40.123Z\",\"remote_addr\":\"127.0.0.1\""
+            ),
+            "{line}"
+        );
         assert!(line.contains("\"uri\":\"/a?b=\\\"c\\\"\""), "{line}");
-        assert!(line.ends_with("\"request_time\":1.500,\"upstream_response_time\":null}\n"), "{line}");
+        assert!(
+            line.ends_with("\"request_time\":1.500,\"upstream_response_time\":null}\n"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Admin {
         }
         for upstream in state.compiled.upstreams.values() {
             if upstream.health_check.is_some() && !has_healthy_backend(upstream) {
-                return Some(format!("upstream `{}` has no healthy server", upstream.name));
+                return Some(format!(
+                    "upstream `{}` has no healthy server",
+                    upstream.name
+                ));
             }
         }
         None

@@ -49,7 +49,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// What the process started with that a reload cannot change: the admin address and
     /// the shutdown grace period.
-    pub(crate) fixed_at_start: std::sync::OnceLock<(Option<std::net::SocketAddr>, std::time::Duration)>,
+    pub(crate) fixed_at_start:
+        std::sync::OnceLock<(Option<std::net::SocketAddr>, std::time::Duration)>,
     next_generation: AtomicU64,
     /// The chain verifier each listener's rustls verifier reads (for CertificateRequest
     /// names and `on_failure: handshake`), re-pointed on every swap.
@@ -211,9 +212,10 @@ pub fn build_server(
     let expiry = metrics::expiry_entries(config, &compiled);
     let shared = Shared::new(compiled, &config.log);
     shared.metrics.set_expiry(&expiry);
-    let _ = shared
-        .fixed_at_start
-        .set((config.admin.as_ref().map(|a| a.listen), config.shutdown_grace));
+    let _ = shared.fixed_at_start.set((
+        config.admin.as_ref().map(|a| a.listen),
+        config.shutdown_grace,
+    ));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         service::Gateway::new(shared.clone()),

@@ -437,14 +437,14 @@ impl Handles {
 
 fn server_handles(m: &Metrics, name: &str, routes: Vec<RouteHandles>) -> ServerHandles {
     ServerHandles {
-            name: name.to_string(),
-            unrouted: RouteHandles::new(m, name, NO_LABEL, None),
-            routes,
-            handshake_success: m.tls_handshakes.with_label_values(&[name, "success"]),
-            handshake_failure: m.tls_handshakes.with_label_values(&[name, "failure"]),
-            verify_success: m.verifications.with_label_values(&[name, "success", ""]),
-            verify_none: m.verifications.with_label_values(&[name, "none", ""]),
-            connections_active: m.connections_active.with_label_values(&[name]),
+        name: name.to_string(),
+        unrouted: RouteHandles::new(m, name, NO_LABEL, None),
+        routes,
+        handshake_success: m.tls_handshakes.with_label_values(&[name, "success"]),
+        handshake_failure: m.tls_handshakes.with_label_values(&[name, "failure"]),
+        verify_success: m.verifications.with_label_values(&[name, "success", ""]),
+        verify_none: m.verifications.with_label_values(&[name, "none", ""]),
+        connections_active: m.connections_active.with_label_values(&[name]),
     }
 }
 

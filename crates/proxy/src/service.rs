@@ -49,9 +49,9 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn observed(&self) -> crate::observe::Observed<'_> {
         let state = self.state.as_ref();
-        let server = state.zip(self.server_index).and_then(|(s, i)| {
-            s.compiled.servers.get(i)
-        });
+        let server = state
+            .zip(self.server_index)
+            .and_then(|(s, i)| s.compiled.servers.get(i));
         crate::observe::Observed {
             state,
             server_index: self.server_index,

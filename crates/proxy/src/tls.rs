@@ -279,7 +279,11 @@ pub fn listener_settings(
         };
         let chain = Arc::new(ArcSwap::new(verifier));
         shared.register_listener_verifier(group.addr, chain.clone());
-        let verifier = Arc::new(ClientAuthVerifier::new(mode, chain, crate::crypto_provider()));
+        let verifier = Arc::new(ClientAuthVerifier::new(
+            mode,
+            chain,
+            crate::crypto_provider(),
+        ));
         settings.set_client_cert_verifier(Arc::new(crate::tls_metrics::CountingVerifier {
             inner: verifier,
             shared: shared.clone(),

@@ -70,7 +70,9 @@ impl ClientCertVerifier for CountingVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let result = self.inner.verify_client_cert(end_entity, intermediates, now);
+        let result = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
         if result.is_err() {
             let mut chain = Vec::with_capacity(1 + intermediates.len());
             chain.push(end_entity.clone());
