@@ -277,6 +277,22 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    // From the signal on: not ready (the admin listener closes too), and new connections
+    // are not served.
+    wait_until("readyz stops answering ready", || {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{admin}/readyz"))
+            .output()
+            .unwrap();
+        out.stdout != b"200"
+    })
+    .await;
+    let fresh = client(&pki, &gw, Some((&[&alice], &alice)), false);
+    assert!(
+        fresh.get(gw.url("/")).send().await.is_err(),
+        "a new connection was served after SIGTERM"
+    );
     let body = slow
         .await
         .unwrap()
