@@ -336,3 +336,27 @@ async fn handshake_refusals_are_counted_with_openssl_reason() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn listen_change_needs_a_restart_and_keeps_serving() {
+    let pki = Pki::new();
+    let alice = client_cert("alice", &pki.ca);
+    let (upstream, _seen) = start_upstream();
+    let admin = free_port();
+    let yaml = tagged_config(&pki, upstream, admin, "x");
+    let gw = start_gateway(&pki, &yaml);
+    let moved = yaml.replace("{listen}", &format!("127.0.0.1:{}", free_port()));
+    // The file itself is valid, so `certgate reload` signals; the gateway refuses the change.
+    let out = write_and_reload(&pki, &gw, &moved);
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the refused reload is counted", || {
+        sample(
+            &metrics(admin),
+            "certgate_config_reloads_total{result=\"failure\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(gw.log().contains("restart certgate"), "{}", gw.log());
+    let c = client(&pki, &gw, Some((&[&alice], &alice)), false);
+    assert_eq!(c.get(gw.url("/")).send().await.unwrap().status(), 200);
+}
