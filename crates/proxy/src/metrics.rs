@@ -34,7 +34,6 @@ pub struct Metrics {
     pub connections_active: IntGaugeVec,
     pub requests_in_flight: IntGauge,
     pub access_log_dropped: IntCounter,
-    process_start: Gauge,
     process_resident: IntGauge,
     process_fds: IntGauge,
     process_cpu: Gauge,
@@ -178,7 +177,6 @@ impl Metrics {
             connections_active,
             requests_in_flight,
             access_log_dropped,
-            process_start,
             process_resident,
             process_fds,
             process_cpu,
@@ -212,7 +210,6 @@ impl Metrics {
 
     /// Linux process figures from /proc; elsewhere they stay at 0.
     fn refresh_process(&self) {
-        let _ = &self.process_start;
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             self.process_fds.set(entries.count() as i64);
         }
