@@ -85,8 +85,12 @@ impl CompiledUpstream {
     /// outage, and a backend that really is down still answers 502 on connect.
     pub fn select(&self, key: &[u8]) -> Option<Backend> {
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
-            Balancer::Random(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
+            Balancer::RoundRobin(lb) => lb
+                .select(key, 256)
+                .or_else(|| lb.select_with(key, 256, |_, _| true)),
+            Balancer::Random(lb) => lb
+                .select(key, 256)
+                .or_else(|| lb.select_with(key, 256, |_, _| true)),
         }
     }
 }

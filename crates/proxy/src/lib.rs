@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod compile;
+pub mod forward;
 pub mod reload;
 pub mod responses;
 pub mod routes;

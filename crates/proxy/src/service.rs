@@ -8,8 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use certgate_config::VerifyMode;
-use certgate_identity::{HeaderPlan, VerifyResult};
-use http::HeaderValue;
+use certgate_identity::VerifyResult;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -264,53 +263,15 @@ impl ProxyHttp for Gateway {
         let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
         let (identity, prepared) = conn.prepared(server, remote);
 
-        // Anti-spoofing: nothing identity-shaped from the client survives.
-        let spoofed: Vec<http::HeaderName> = upstream_request
-            .headers
-            .keys()
-            .filter(|name| {
-                HeaderPlan::is_stripped(name.as_str())
-                    || server.header_plan.stripped_names().any(|n| n == *name)
-                    || route.headers.iter().any(|(n, _)| n == *name)
-                    || *name == "x-real-ip"
-                    || *name == "x-forwarded-proto"
-            })
-            .cloned()
-            .collect();
-        for name in &spoofed {
-            upstream_request.remove_header(name);
-        }
-
-        for (name, value) in &prepared.headers {
-            upstream_request.insert_header(name.clone(), value.clone())?;
-        }
-        let now = crate::compile::unix_now();
-        for (name, template) in &route.headers {
-            let value = template.render(identity, now);
-            if value.is_empty() {
-                continue;
-            }
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                upstream_request.insert_header(name.clone(), value)?;
-            }
-        }
-
-        if let Some(addr) = remote {
-            let ip = addr.ip().to_string();
-            // nginx's $proxy_add_x_forwarded_for: append to what the client sent.
-            let forwarded = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
-                _ => ip.clone(),
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
-            upstream_request.insert_header("x-real-ip", ip)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", "https")?;
-        Ok(())
+        crate::forward::apply(
+            upstream_request,
+            server,
+            route,
+            identity,
+            prepared,
+            remote,
+            crate::compile::unix_now(),
+        )
     }
 
     async fn fail_to_proxy(
