@@ -1,5 +1,7 @@
 //! Chain verification, run on every handshake (full or resumed): a client chain of
 //! leaf + intermediate against one root, with `verify_depth: 2`, ECDSA P-256 and RSA-2048.
+//! `full` is the complete OpenSSL-style verification; `remembered` is a chain the
+//! verifier has already accepted (a returning client).
 
 use std::hint::black_box;
 
