@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use certgate_config::VerifyMode;
+use certgate_config::{UpstreamProtocol, VerifyMode};
 use certgate_identity::{HeaderPlan, VerifyResult};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -87,6 +87,52 @@ fn is_grpc(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// OpenSSL-style wording for rustls's handshake errors, for the log line an operator
+/// greps for (nginx logs `upstream SSL certificate verify error: (N:reason)`).
+fn upstream_tls_reason(detail: &str) -> &'static str {
+    const REASONS: &[(&str, &str)] = &[
+        ("UnknownIssuer", "unable to get local issuer certificate (unknown CA)"),
+        ("BadSignature", "certificate signature failure"),
+        ("NotValidForName", "certificate name mismatch"),
+        ("Expired", "certificate has expired"),
+        ("NotValidYet", "certificate is not yet valid"),
+        ("Revoked", "certificate revoked"),
+        ("InvalidPurpose", "unsupported certificate purpose"),
+        ("CertificateRequired", "upstream requires a client certificate"),
+        ("UnknownCA", "upstream rejected our client certificate (unknown CA)"),
+        ("BadCertificate", "upstream rejected our client certificate"),
+        ("DecryptError", "upstream rejected our client certificate"),
+        ("NoApplicationProtocol", "upstream does not speak h2 (ALPN)"),
+    ];
+    REASONS
+        .iter()
+        .find(|(needle, _)| detail.contains(needle))
+        .map(|(_, reason)| *reason)
+        .unwrap_or("handshake failed")
+}
+
+/// Concurrent streams per upstream h2 connection before pingora opens another one.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+fn parse_grpc_timeout(value: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n.checked_mul(3600)?),
+        b'M' => Duration::from_secs(n.checked_mul(60)?),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl Gateway {
@@ -228,7 +274,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx
@@ -240,10 +286,45 @@ impl ProxyHttp for Gateway {
                 format!("upstream `{}` has no healthy server", route.upstream.name),
             )
         })?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let upstream = &route.upstream;
+        let server_name = upstream.server_name(&backend);
+        let mut peer = HttpPeer::new(backend.addr, upstream.protocol.is_tls(), server_name);
+        peer.group_key = upstream.pool_key;
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.send_timeout);
+        match upstream.protocol {
+            UpstreamProtocol::Http => peer.options.set_http_version(1, 1),
+            // ALPN picks h2 or HTTP/1.1.
+            UpstreamProtocol::Https => peer.options.set_http_version(2, 1),
+            // Prior knowledge: plain-text peers speak h2 from the first byte; TLS peers
+            // must agree to h2 by ALPN, as gRPC requires.
+            UpstreamProtocol::H2c | UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs => {
+                peer.options.set_http_version(2, 2)
+            }
+        }
+        // Multiplex concurrent requests over one h2 connection (pingora's default is 1).
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        if let Some(tls) = &upstream.tls {
+            peer.options.verify_cert = tls.verify;
+            peer.options.verify_hostname = tls.verify;
+            peer.options.ca = tls.ca.clone();
+            peer.client_cert_key = tls.client_cert.clone();
+        }
+        if ctx.grpc {
+            // A gRPC deadline shorter than the route's read timeout bounds the wait for
+            // the upstream, so an overdue call ends as DEADLINE_EXCEEDED from here too.
+            if let Some(deadline) = session
+                .req_header()
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            {
+                if deadline < route.read_timeout {
+                    peer.options.read_timeout = Some(deadline);
+                }
+            }
+        }
         Ok(Box::new(peer))
     }
 
@@ -322,7 +403,26 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
+        if matches!(
+            e.etype(),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+        ) {
+            let upstream = ctx
+                .route()
+                .map(|r| r.upstream.name.as_str())
+                .unwrap_or("?");
+            let detail = e.to_string();
+            tracing::warn!(
+                upstream,
+                reason = upstream_tls_reason(&detail),
+                "upstream TLS handshake failed: {detail}"
+            );
+        }
         let code = match e.etype() {
+            // A failed upstream handshake is a bad gateway, whichever side pingora blames.
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+                502
+            }
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
             _ => match e.esource() {
