@@ -96,8 +96,11 @@ fn upstream_tls_reason(detail: &str) -> &'static str {
         ("UnknownIssuer", "unable to get local issuer certificate (unknown CA)"),
         ("BadSignature", "certificate signature failure"),
         ("NotValidForName", "certificate name mismatch"),
+        ("not valid for name", "certificate name mismatch"),
         ("Expired", "certificate has expired"),
+        ("certificate expired", "certificate has expired"),
         ("NotValidYet", "certificate is not yet valid"),
+        ("not valid yet", "certificate is not yet valid"),
         ("Revoked", "certificate revoked"),
         ("InvalidPurpose", "unsupported certificate purpose"),
         ("CertificateRequired", "upstream requires a client certificate"),
@@ -417,6 +420,27 @@ impl ProxyHttp for Gateway {
                 reason = upstream_tls_reason(&detail),
                 "upstream TLS handshake failed: {detail}"
             );
+        } else if e.esource() == &ErrorSource::Upstream
+            && matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            )
+        {
+            // With TLS 1.3 the client's handshake completes before the server has checked
+            // our certificate; its refusal arrives as a closed connection on first use.
+            if let Some(upstream) = ctx.route().map(|r| &r.upstream) {
+                if upstream
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_cert.is_none())
+                {
+                    tracing::warn!(
+                        upstream = upstream.name.as_str(),
+                        "upstream closed the TLS connection: {e}; if it requires a client \
+                         certificate, set tls.cert and tls.key"
+                    );
+                }
+            }
         }
         let code = match e.etype() {
             // A failed upstream handshake is a bad gateway, whichever side pingora blames.
