@@ -108,18 +108,16 @@ pub struct UpstreamTlsPlan {
 pub struct BackendName(pub Arc<str>);
 
 impl CompiledUpstream {
-    /// The name to send as SNI and verify the certificate against for `backend`, or `""`
-    /// (no SNI; pingora then skips verification) only when verification is off and no
-    /// `sni` is configured.
+    /// The name to send as SNI and verify the certificate against for `backend`: `sni:`,
+    /// else the host as written in `servers` (an IP address is checked against the
+    /// certificate's IP SANs and sent without SNI). Never empty for TLS upstreams:
+    /// pingora's rustls connector silently skips all verification for an empty SNI.
     pub fn server_name(&self, backend: &Backend) -> String {
         let Some(tls) = &self.tls else {
             return String::new();
         };
         if let Some(sni) = &tls.sni {
             return sni.clone();
-        }
-        if !tls.verify {
-            return String::new();
         }
         backend
             .ext
