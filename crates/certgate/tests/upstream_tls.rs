@@ -40,10 +40,12 @@ fn start_tls_upstream(server: &Issued, client_ca: &Issued) -> (SocketAddr, Arc<T
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(client_ca.cert.der().clone()).unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -313,8 +315,8 @@ fn check_reports_unreadable_upstream_tls_files() {
         .args(["-c", path.to_str().unwrap(), "check"])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string()
-        + &String::from_utf8_lossy(&out.stdout);
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("upstreams.up.tls.trusted_ca"), "{stderr}");
     assert!(stderr.contains("upstreams.up.tls.key"), "{stderr}");

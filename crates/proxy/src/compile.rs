@@ -16,10 +16,10 @@ use certgate_config::{
 use certgate_identity::{HeaderPlan, Template};
 use certgate_pki::ChainVerifier;
 use http::HeaderName;
-use pingora::protocols::tls::CaType;
-use pingora::utils::tls::{CertKey, WrappedX509};
 use pingora::lb::selection::{Random, RoundRobin};
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::{CertKey, WrappedX509};
 use regex::Regex;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
@@ -136,8 +136,12 @@ impl CompiledUpstream {
     /// outage, and a backend that really is down still answers 502 on connect.
     pub fn select(&self, key: &[u8]) -> Option<Backend> {
         match &self.balancer {
-            Balancer::RoundRobin(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
-            Balancer::Random(lb) => lb.select(key, 256).or_else(|| lb.select_with(key, 256, |_, _| true)),
+            Balancer::RoundRobin(lb) => lb
+                .select(key, 256)
+                .or_else(|| lb.select_with(key, 256, |_, _| true)),
+            Balancer::Random(lb) => lb
+                .select(key, 256)
+                .or_else(|| lb.select_with(key, 256, |_, _| true)),
         }
     }
 }
@@ -239,14 +243,21 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 "session_resumption: false is not supported yet",
             ));
         }
-        let certified_key =
-            match load_certified_key("server certificate", config, &key, &tls.cert, &tls.key, now, &mut warnings) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            };
+        let certified_key = match load_certified_key(
+            "server certificate",
+            config,
+            &key,
+            &tls.cert,
+            &tls.key,
+            now,
+            &mut warnings,
+        ) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
 
         let auth = &server.client_auth;
         let chain_verifier = if auth.verify == VerifyMode::Off {

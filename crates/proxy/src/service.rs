@@ -93,7 +93,10 @@ fn is_grpc(req: &RequestHeader) -> bool {
 /// greps for (nginx logs `upstream SSL certificate verify error: (N:reason)`).
 fn upstream_tls_reason(detail: &str) -> &'static str {
     const REASONS: &[(&str, &str)] = &[
-        ("UnknownIssuer", "unable to get local issuer certificate (unknown CA)"),
+        (
+            "UnknownIssuer",
+            "unable to get local issuer certificate (unknown CA)",
+        ),
         ("BadSignature", "certificate signature failure"),
         ("NotValidForName", "certificate name mismatch"),
         ("not valid for name", "certificate name mismatch"),
@@ -103,8 +106,14 @@ fn upstream_tls_reason(detail: &str) -> &'static str {
         ("not valid yet", "certificate is not yet valid"),
         ("Revoked", "certificate revoked"),
         ("InvalidPurpose", "unsupported certificate purpose"),
-        ("CertificateRequired", "upstream requires a client certificate"),
-        ("UnknownCA", "upstream rejected our client certificate (unknown CA)"),
+        (
+            "CertificateRequired",
+            "upstream requires a client certificate",
+        ),
+        (
+            "UnknownCA",
+            "upstream rejected our client certificate (unknown CA)",
+        ),
         ("BadCertificate", "upstream rejected our client certificate"),
         ("DecryptError", "upstream rejected our client certificate"),
         ("NoApplicationProtocol", "upstream does not speak h2 (ALPN)"),
@@ -410,10 +419,7 @@ impl ProxyHttp for Gateway {
             e.etype(),
             ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
         ) {
-            let upstream = ctx
-                .route()
-                .map(|r| r.upstream.name.as_str())
-                .unwrap_or("?");
+            let upstream = ctx.route().map(|r| r.upstream.name.as_str()).unwrap_or("?");
             let detail = e.to_string();
             tracing::warn!(
                 upstream,
