@@ -93,7 +93,10 @@ impl tonic::server::UnaryService<Msg> for Unary {
             let m = req.into_inner();
             if m.text == "fail" {
                 let mut md = tonic::metadata::MetadataMap::new();
-                md.insert("x-custom-trailer", MetadataValue::from_static("failed-call"));
+                md.insert(
+                    "x-custom-trailer",
+                    MetadataValue::from_static("failed-call"),
+                );
                 return Err(Status::with_metadata(
                     Code::NotFound,
                     "no such thing: custom message",
@@ -119,8 +122,9 @@ impl tonic::server::ServerStreamingService<Msg> for ServerStream {
         self.0.record("ServerStream", &req);
         let n: usize = req.get_ref().text.parse().unwrap_or(0);
         Box::pin(async move {
-            let stream: MsgStream =
-                Box::pin(futures_util::stream::iter((0..n).map(|i| Ok(msg(&i.to_string())))));
+            let stream: MsgStream = Box::pin(futures_util::stream::iter(
+                (0..n).map(|i| Ok(msg(&i.to_string()))),
+            ));
             Ok(Response::new(stream))
         })
     }
@@ -434,7 +438,10 @@ async fn status_message_trailers_big_messages_and_deadlines() {
     );
     assert!(started.elapsed() < Duration::from_millis(1500));
     let timeout = seen.header("Unary", "grpc-timeout").unwrap_or_default();
-    assert!(timeout.ends_with('m') || timeout.ends_with('u'), "{timeout:?}");
+    assert!(
+        timeout.ends_with('m') || timeout.ends_with('u'),
+        "{timeout:?}"
+    );
 
     // No client deadline: the route's read timeout (1s) ends the call as
     // DEADLINE_EXCEEDED from the gateway itself.
@@ -481,7 +488,11 @@ async fn gateway_rejections_are_grpc_statuses_and_never_forwarded() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     drop(gw);
-    assert_eq!(seen.count(), 0, "a rejected call must never reach the upstream");
+    assert_eq!(
+        seen.count(),
+        0,
+        "a rejected call must never reach the upstream"
+    );
 
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = start_gateway(&pki, &grpc_config(&pki, dead, ""));

@@ -742,3 +742,16 @@ fn load_upstream_tls(
         client_cert,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_server_entries() {
+        assert_eq!(host_of("backend.internal:8443"), "backend.internal");
+        assert_eq!(host_of("127.0.0.1:50051"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:443"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
+    }
+}

@@ -473,3 +473,49 @@ impl ProxyHttp for Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(
+            parse_grpc_timeout(b"200m"),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(parse_grpc_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        // At most 8 digits, a unit, nothing else.
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"10"), None);
+        assert_eq!(parse_grpc_timeout(b"-1S"), None);
+        assert_eq!(parse_grpc_timeout(b"1.5S"), None);
+    }
+
+    #[test]
+    fn upstream_tls_reasons_use_openssl_words() {
+        assert_eq!(
+            upstream_tls_reason("invalid peer certificate: UnknownIssuer"),
+            "unable to get local issuer certificate (unknown CA)"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate not valid for name \"x\"; certificate is only valid for DnsName(\"y\")"
+            ),
+            "certificate name mismatch"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate expired: verification time 1 (UNIX)"
+            ),
+            "certificate has expired"
+        );
+        assert_eq!(upstream_tls_reason("eof"), "handshake failed");
+    }
+}
