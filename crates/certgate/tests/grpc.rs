@@ -218,6 +218,8 @@ fn start_tonic_upstream() -> (SocketAddr, Arc<Seen>) {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(8 * 1024 * 1024))
+                .initial_connection_window_size(Some(16 * 1024 * 1024))
                 .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
@@ -263,6 +265,8 @@ async fn channel(
         }
     });
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .initial_stream_window_size(Some(8 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024))
         .connect_with_connector(connect)
         .await
         .unwrap();
@@ -284,7 +288,8 @@ async fn unary(
 }
 
 fn grpc_config(pki: &Pki, upstream: SocketAddr, route_extra: &str) -> String {
-    grpc_config_read(pki, upstream, route_extra, "10s")
+    // Generous: a 17 MB message crosses three debug-built h2 stacks before the reply.
+    grpc_config_read(pki, upstream, route_extra, "30s")
 }
 
 fn grpc_config_read(pki: &Pki, upstream: SocketAddr, route_extra: &str, read: &str) -> String {

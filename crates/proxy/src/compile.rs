@@ -18,6 +18,7 @@ use certgate_pki::ChainVerifier;
 use http::HeaderName;
 use pingora::lb::selection::{Random, RoundRobin};
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::prelude::HttpPeer;
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::{CertKey, WrappedX509};
 use regex::Regex;
@@ -199,13 +200,19 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
             }
         }
         let discovery = discovery::Static::new(backends);
+        let probe = HealthProbe {
+            check: &upstream.health_check,
+            protocol: upstream.protocol,
+            tls: tls.as_ref(),
+            host: upstream
+                .servers
+                .first()
+                .map(|s| host_of(&s.address))
+                .unwrap_or("localhost"),
+        };
         let balancer = match upstream.lb {
-            LbPolicy::RoundRobin => {
-                Balancer::RoundRobin(Arc::new(build_lb(discovery, &upstream.health_check)))
-            }
-            LbPolicy::Random => {
-                Balancer::Random(Arc::new(build_lb(discovery, &upstream.health_check)))
-            }
+            LbPolicy::RoundRobin => Balancer::RoundRobin(Arc::new(build_lb(discovery, &probe))),
+            LbPolicy::Random => Balancer::Random(Arc::new(build_lb(discovery, &probe))),
             LbPolicy::ConsistentHash => {
                 errors.push(config.error_at(
                     &format!("{key}.lb"),
@@ -402,10 +409,42 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
     })
 }
 
-fn build_lb<S>(
-    discovery: Box<discovery::Static>,
-    health_check: &Option<HealthCheck>,
-) -> LoadBalancer<S>
+/// What an upstream's active health check needs to reach it the way requests do.
+struct HealthProbe<'a> {
+    check: &'a Option<HealthCheck>,
+    protocol: UpstreamProtocol,
+    tls: Option<&'a UpstreamTlsPlan>,
+    /// Host header, and the name verified when no `sni` is set (pingora's health check
+    /// has one peer template for all backends: the first server's host).
+    host: &'a str,
+}
+
+/// Protocol and TLS settings of a peer to `protocol`/`tls`: shared by the request path
+/// and the HTTP health check, so both speak to the upstream alike.
+pub fn configure_peer(
+    peer: &mut HttpPeer,
+    protocol: UpstreamProtocol,
+    tls: Option<&UpstreamTlsPlan>,
+) {
+    match protocol {
+        UpstreamProtocol::Http => peer.options.set_http_version(1, 1),
+        // ALPN picks h2 or HTTP/1.1.
+        UpstreamProtocol::Https => peer.options.set_http_version(2, 1),
+        // Prior knowledge: plain-text peers speak h2 from the first byte; TLS peers
+        // must agree to h2 by ALPN, as gRPC requires.
+        UpstreamProtocol::H2c | UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs => {
+            peer.options.set_http_version(2, 2)
+        }
+    }
+    if let Some(tls) = tls {
+        peer.options.verify_cert = tls.verify;
+        peer.options.verify_hostname = tls.verify;
+        peer.options.ca = tls.ca.clone();
+        peer.client_cert_key = tls.client_cert.clone();
+    }
+}
+
+fn build_lb<S>(discovery: Box<discovery::Static>, probe: &HealthProbe<'_>) -> LoadBalancer<S>
 where
     S: pingora::lb::selection::BackendSelection + 'static,
     S::Iter: pingora::lb::selection::BackendIter,
@@ -415,13 +454,19 @@ where
     if let Some(Err(e)) = futures_now_or_never(lb.update()) {
         tracing::warn!("upstream discovery failed: {e}");
     }
-    match health_check {
+    match probe.check {
         Some(HealthCheck::Tcp { interval }) => {
             lb.set_health_check(pingora::lb::health_check::TcpHealthCheck::new());
             lb.health_check_frequency = Some(*interval);
         }
         Some(HealthCheck::Http { path, interval }) => {
-            let mut hc = pingora::lb::health_check::HttpHealthCheck::new("localhost", false);
+            let name = probe
+                .tls
+                .and_then(|t| t.sni.as_deref())
+                .unwrap_or(probe.host);
+            let mut hc =
+                pingora::lb::health_check::HttpHealthCheck::new(name, probe.protocol.is_tls());
+            configure_peer(&mut hc.peer_template, probe.protocol, probe.tls);
             if let Ok(uri) = path.parse() {
                 hc.req.set_uri(uri);
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use certgate_config::{UpstreamProtocol, VerifyMode};
+use certgate_config::VerifyMode;
 use certgate_identity::{HeaderPlan, VerifyResult};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -305,24 +305,9 @@ impl ProxyHttp for Gateway {
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.send_timeout);
-        match upstream.protocol {
-            UpstreamProtocol::Http => peer.options.set_http_version(1, 1),
-            // ALPN picks h2 or HTTP/1.1.
-            UpstreamProtocol::Https => peer.options.set_http_version(2, 1),
-            // Prior knowledge: plain-text peers speak h2 from the first byte; TLS peers
-            // must agree to h2 by ALPN, as gRPC requires.
-            UpstreamProtocol::H2c | UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs => {
-                peer.options.set_http_version(2, 2)
-            }
-        }
+        crate::compile::configure_peer(&mut peer, upstream.protocol, upstream.tls.as_ref());
         // Multiplex concurrent requests over one h2 connection (pingora's default is 1).
         peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
-        if let Some(tls) = &upstream.tls {
-            peer.options.verify_cert = tls.verify;
-            peer.options.verify_hostname = tls.verify;
-            peer.options.ca = tls.ca.clone();
-            peer.client_cert_key = tls.client_cert.clone();
-        }
         if ctx.grpc {
             // A gRPC deadline shorter than the route's read timeout bounds the wait for
             // the upstream, so an overdue call ends as DEADLINE_EXCEEDED from here too.
