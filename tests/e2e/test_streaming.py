@@ -173,8 +173,7 @@ def test_server_sent_events_are_not_buffered(pki, media_gateway, media):
     assert rest == [b"data: second after-ack"]
 
 
-@pytest.fixture(scope="module")
-def ws_backend():
+def start_ws_backend(ssl_context=None):
     seen = {}
 
     def handler(ws):
@@ -182,17 +181,42 @@ def ws_backend():
         for message in ws:
             ws.send(message)
 
-    server = websockets_sync.serve(handler, "127.0.0.1", 0)
+    server = websockets_sync.serve(handler, "127.0.0.1", 0, ssl=ssl_context)
     port = server.socket.getsockname()[1]
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
+    return server, port, seen
+
+
+@pytest.fixture(scope="module")
+def ws_backend():
+    server, port, seen = start_ws_backend()
     yield port, seen
     server.shutdown()
 
 
-def test_websocket_echo_with_identity(pki, module_gateway_factory, ws_backend):
-    port, seen = ws_backend
-    gw = module_gateway_factory(S.gateway_config(pki, S.free_port(), port))
+@pytest.fixture(scope="module")
+def wss_backend(pki):
+    """A WebSocket server over TLS (an `https` upstream that also offers h2 by ALPN is
+    the case where the upgrade must be sent over HTTP/1.1)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server.cert), str(pki.server.key))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    server, port, seen = start_ws_backend(ctx)
+    yield port, seen
+    server.shutdown()
+
+
+@pytest.mark.parametrize("upstream_tls", [False, True], ids=["http", "https"])
+def test_websocket_echo_with_identity(pki, module_gateway_factory, ws_backend, wss_backend,
+                                      upstream_tls):
+    port, seen = wss_backend if upstream_tls else ws_backend
+    seen.clear()
+    upstream = {"servers": [f"127.0.0.1:{port}"]}
+    if upstream_tls:
+        upstream.update(protocol="https", tls={"trusted_ca": str(pki.ca_crt)})
+    gw = module_gateway_factory(S.gateway_config(pki, S.free_port(), port,
+                                                 upstreams={"app": upstream}))
     ctx = ssl.create_default_context(cafile=str(pki.ca_crt))
     alice = pki.clients["ascii_rsa"]
     ctx.load_cert_chain(str(alice.chain), str(alice.key))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use certgate_config::VerifyMode;
+use certgate_config::{UpstreamProtocol, VerifyMode};
 use certgate_identity::{HeaderPlan, VerifyResult};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -308,6 +308,10 @@ impl ProxyHttp for Gateway {
         crate::compile::configure_peer(&mut peer, upstream.protocol, upstream.tls.as_ref());
         // Multiplex concurrent requests over one h2 connection (pingora's default is 1).
         peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        if session.is_upgrade_req() && upstream.protocol == UpstreamProtocol::Https {
+            // An HTTP/1.1 Upgrade (WebSocket) cannot cross h2: offer only HTTP/1.1.
+            peer.options.set_http_version(1, 1);
+        }
         if ctx.grpc {
             // A gRPC deadline shorter than the route's read timeout bounds the wait for
             // the upstream, so an overdue call ends as DEADLINE_EXCEEDED from here too.
