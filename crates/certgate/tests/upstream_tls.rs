@@ -321,3 +321,32 @@ fn check_reports_unreadable_upstream_tls_files() {
     assert!(stderr.contains("upstreams.up.tls.trusted_ca"), "{stderr}");
     assert!(stderr.contains("upstreams.up.tls.key"), "{stderr}");
 }
+
+#[tokio::test]
+async fn h2c_upstream_speaks_http2_with_prior_knowledge() {
+    // The shared hyper upstream answers HTTP/1.1 and h2c (prior knowledge) alike; with
+    // `protocol: h2c` the gateway must open with the HTTP/2 preface, for h1 and h2 clients.
+    let pki = Pki::new();
+    let (upstream, seen) = start_upstream();
+    let dir = pki.dir.path().display().to_string();
+    let yaml = base_config(&pki, upstream, &VERIFY_ON.replace("{dir}", &dir), "").replace(
+        &format!("    servers: [\"{upstream}\"]\n"),
+        &format!("    servers: [\"{upstream}\"]\n    protocol: h2c\n"),
+    );
+    let gw = start_gateway(&pki, &yaml);
+    let alice = client_cert("alice", &pki.ca);
+    for http2 in [false, true] {
+        let response = client(&pki, &gw, Some((&[&alice], &alice)), http2)
+            .get(gw.url("/h2c"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", gw.log());
+        assert_eq!(*seen.last_version.lock().unwrap(), "HTTP/2.0");
+        assert_eq!(
+            seen.header("x-ssl-client-s-dn").as_deref(),
+            Some("CN=alice,O=certgate tests")
+        );
+    }
+    assert_eq!(seen.count(), 2);
+}
