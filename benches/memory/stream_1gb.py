@@ -12,6 +12,7 @@ file, streamed). Samples certgate's /proc/<pid>/status VmHWM (peak RSS) and prin
     PASS: peak RSS 21.0 MB < 64 MB
 
 Usage: python3 benches/memory/stream_1gb.py [--bin target/release/certgate] [--size-mb 1024]
+       [--http 1.1|2]
 Not part of CI (it moves 2 GB through the gateway); run it by hand.
 """
 
@@ -94,6 +95,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=str(ROOT / "target" / "debug" / "certgate"))
     ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--http", choices=["1.1", "2"], default="2",
+                    help="client to gateway protocol (the upstream is HTTP/1.1)")
     args = ap.parse_args()
     size = args.size_mb * 1024 * 1024
     Upstream.size = size
@@ -136,7 +139,8 @@ upstreams:
             print(f"baseline VmHWM: {vmhwm_kb(gw.pid) / 1024:.1f} MB")
             curl = ["curl", "-sS", "--fail", "--cacert", str(certs / "ca.crt"),
                     "--cert", str(certs / "client.crt"), "--key", str(certs / "client.key"),
-                    "--resolve", f"localhost:{port}:127.0.0.1"]
+                    "--resolve", f"localhost:{port}:127.0.0.1",
+                    "--http1.1" if args.http == "1.1" else "--http2"]
             url = f"https://localhost:{port}"
             peaks = []
             for label, extra in (("download", ["-o", "/dev/null", f"{url}/download"]),
