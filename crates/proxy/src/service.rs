@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use certgate_config::VerifyMode;
+use certgate_config::{UpstreamProtocol, VerifyMode};
 use certgate_identity::VerifyResult;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -86,6 +86,64 @@ fn is_grpc(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// OpenSSL-style wording for rustls's handshake errors, for the log line an operator
+/// greps for (nginx logs `upstream SSL certificate verify error: (N:reason)`).
+fn upstream_tls_reason(detail: &str) -> &'static str {
+    const REASONS: &[(&str, &str)] = &[
+        (
+            "UnknownIssuer",
+            "unable to get local issuer certificate (unknown CA)",
+        ),
+        ("BadSignature", "certificate signature failure"),
+        ("NotValidForName", "certificate name mismatch"),
+        ("not valid for name", "certificate name mismatch"),
+        ("Expired", "certificate has expired"),
+        ("certificate expired", "certificate has expired"),
+        ("NotValidYet", "certificate is not yet valid"),
+        ("not valid yet", "certificate is not yet valid"),
+        ("Revoked", "certificate revoked"),
+        ("InvalidPurpose", "unsupported certificate purpose"),
+        (
+            "CertificateRequired",
+            "upstream requires a client certificate",
+        ),
+        (
+            "UnknownCA",
+            "upstream rejected our client certificate (unknown CA)",
+        ),
+        ("BadCertificate", "upstream rejected our client certificate"),
+        ("DecryptError", "upstream rejected our client certificate"),
+        ("NoApplicationProtocol", "upstream does not speak h2 (ALPN)"),
+    ];
+    REASONS
+        .iter()
+        .find(|(needle, _)| detail.contains(needle))
+        .map(|(_, reason)| *reason)
+        .unwrap_or("handshake failed")
+}
+
+/// Concurrent streams per upstream h2 connection before pingora opens another one.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+fn parse_grpc_timeout(value: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n.checked_mul(3600)?),
+        b'M' => Duration::from_secs(n.checked_mul(60)?),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl Gateway {
@@ -227,7 +285,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx
@@ -239,10 +297,34 @@ impl ProxyHttp for Gateway {
                 format!("upstream `{}` has no healthy server", route.upstream.name),
             )
         })?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let upstream = &route.upstream;
+        let server_name = upstream.server_name(&backend);
+        let mut peer = HttpPeer::new(backend.addr, upstream.protocol.is_tls(), server_name);
+        peer.group_key = upstream.pool_key;
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.send_timeout);
+        crate::compile::configure_peer(&mut peer, upstream.protocol, upstream.tls.as_ref());
+        // Multiplex concurrent requests over one h2 connection (pingora's default is 1).
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        if session.is_upgrade_req() && upstream.protocol == UpstreamProtocol::Https {
+            // An HTTP/1.1 Upgrade (WebSocket) cannot cross h2: offer only HTTP/1.1.
+            peer.options.set_http_version(1, 1);
+        }
+        if ctx.grpc {
+            // A gRPC deadline shorter than the route's read timeout bounds the wait for
+            // the upstream, so an overdue call ends as DEADLINE_EXCEEDED from here too.
+            if let Some(deadline) = session
+                .req_header()
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            {
+                if deadline < route.read_timeout {
+                    peer.options.read_timeout = Some(deadline);
+                }
+            }
+        }
         Ok(Box::new(peer))
     }
 
@@ -283,7 +365,44 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
+        if matches!(
+            e.etype(),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+        ) {
+            let upstream = ctx.route().map(|r| r.upstream.name.as_str()).unwrap_or("?");
+            let detail = e.to_string();
+            tracing::warn!(
+                upstream,
+                reason = upstream_tls_reason(&detail),
+                "upstream TLS handshake failed: {detail}"
+            );
+        } else if e.esource() == &ErrorSource::Upstream
+            && matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            )
+        {
+            // With TLS 1.3 the client's handshake completes before the server has checked
+            // our certificate; its refusal arrives as a closed connection on first use.
+            if let Some(upstream) = ctx.route().map(|r| &r.upstream) {
+                if upstream
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_cert.is_none())
+                {
+                    tracing::warn!(
+                        upstream = upstream.name.as_str(),
+                        "upstream closed the TLS connection: {e}; if it requires a client \
+                         certificate, set tls.cert and tls.key"
+                    );
+                }
+            }
+        }
         let code = match e.etype() {
+            // A failed upstream handshake is a bad gateway, whichever side pingora blames.
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+                502
+            }
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
             _ => match e.esource() {
@@ -302,5 +421,51 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(
+            parse_grpc_timeout(b"200m"),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(parse_grpc_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        // At most 8 digits, a unit, nothing else.
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"10"), None);
+        assert_eq!(parse_grpc_timeout(b"-1S"), None);
+        assert_eq!(parse_grpc_timeout(b"1.5S"), None);
+    }
+
+    #[test]
+    fn upstream_tls_reasons_use_openssl_words() {
+        assert_eq!(
+            upstream_tls_reason("invalid peer certificate: UnknownIssuer"),
+            "unable to get local issuer certificate (unknown CA)"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate not valid for name \"x\"; certificate is only valid for DnsName(\"y\")"
+            ),
+            "certificate name mismatch"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate expired: verification time 1 (UNIX)"
+            ),
+            "certificate has expired"
+        );
+        assert_eq!(upstream_tls_reason("eof"), "handshake failed");
     }
 }
