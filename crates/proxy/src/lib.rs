@@ -147,6 +147,9 @@ pub fn build_server(
     let conf = ServerConf {
         threads,
         upstream_keepalive_pool_size: compiled.keepalive_pool_size,
+        // One runtime per thread: fewer cross-thread wake-ups; measured 3-5 % more
+        // keep-alive requests/s than work stealing on 2 cores (benches/load).
+        work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(10),
         pid_file: options
