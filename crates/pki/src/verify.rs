@@ -182,6 +182,79 @@ pub struct ChainVerifier {
     crls_by_issuer: HashMap<Vec<u8>, Vec<usize>>,
     verify_depth: u32,
     hints: Vec<DistinguishedName>,
+    /// The earliest `nextUpdate` of the CRLs: no verification result outlives it.
+    crls_valid_until: i64,
+    memo: Memo,
+}
+
+/// Successful verifications of recently seen chains. Every handshake verifies the chain
+/// (rustls's verifier on a full handshake, then again for the connection's identity, and
+/// on resumption), and most clients present the same chain again and again: a hit saves
+/// the signature checks. The inputs are fixed for this verifier's lifetime (a reload
+/// builds a new verifier with an empty memo), except time, so an entry lives at most
+/// [`MEMO_TTL_SECS`] and never past the chain's earliest `notAfter` or the CRLs'
+/// `nextUpdate`. Failures are not memoised: they are rare and must name their reason.
+struct Memo {
+    entries: std::sync::Mutex<HashMap<u64, MemoEntry>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct MemoEntry {
+    chain: Vec<Vec<u8>>,
+    depth: usize,
+    valid_until: i64,
+}
+
+const MEMO_TTL_SECS: i64 = 60;
+const MEMO_CAPACITY: usize = 1024;
+
+impl Memo {
+    fn new() -> Self {
+        Memo {
+            entries: std::sync::Mutex::new(HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn key(&self, chain: &[CertificateDer<'_>]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        for der in chain {
+            der.as_ref().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn get(&self, key: u64, chain: &[CertificateDer<'_>], now: i64) -> Option<usize> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&key)?;
+        let same = entry.chain.len() == chain.len()
+            && entry
+                .chain
+                .iter()
+                .zip(chain)
+                .all(|(a, b)| a.as_slice() == b.as_ref());
+        (same && now < entry.valid_until).then_some(entry.depth)
+    }
+
+    fn insert(&self, key: u64, chain: &[CertificateDer<'_>], depth: usize, valid_until: i64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= MEMO_CAPACITY {
+            // Bounded memory; a full memo starts over rather than tracking recency.
+            entries.clear();
+        }
+        let chain = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+        entries.insert(
+            key,
+            MemoEntry {
+                chain,
+                depth,
+                valid_until,
+            },
+        );
+    }
 }
 
 impl fmt::Debug for ChainVerifier {
@@ -269,6 +342,11 @@ impl ChainVerifier {
             }
         }
 
+        let crls_valid_until = parsed_crls
+            .iter()
+            .filter_map(|c| c.next_update)
+            .min()
+            .unwrap_or(i64::MAX);
         Ok(ChainVerifier {
             anchors,
             anchors_by_subject,
@@ -276,6 +354,8 @@ impl ChainVerifier {
             crls_by_issuer,
             verify_depth,
             hints,
+            crls_valid_until,
+            memo: Memo::new(),
         })
     }
 
@@ -301,7 +381,26 @@ impl ChainVerifier {
         chain: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<VerifiedChain, VerifyFailure> {
-        self.verify_detailed(chain, now).result
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let key = self.memo.key(chain);
+        if let Some(depth) = self.memo.get(key, chain, now) {
+            return Ok(VerifiedChain { depth });
+        }
+        let mut run = Run {
+            v: self,
+            now,
+            errors: Vec::new(),
+            valid_until: i64::MAX,
+        };
+        let result = run.verify(chain);
+        if let Ok(verified) = &result {
+            let valid_until = run
+                .valid_until
+                .min(self.crls_valid_until)
+                .min(now.saturating_add(MEMO_TTL_SECS));
+            self.memo.insert(key, chain, verified.depth, valid_until);
+        }
+        result
     }
 
     /// Like [`verify`](Self::verify), and also lists every error met on the way, in the
@@ -312,6 +411,7 @@ impl ChainVerifier {
             v: self,
             now,
             errors: Vec::new(),
+            valid_until: i64::MAX,
         };
         let result = run.verify(chain);
         Verification {
@@ -373,6 +473,8 @@ struct Run<'v> {
     v: &'v ChainVerifier,
     now: i64,
     errors: Vec<VerifyFailure>,
+    /// After a success: the earliest `notAfter` of the built chain.
+    valid_until: i64,
 }
 
 impl<'v> Run<'v> {
@@ -412,6 +514,7 @@ impl<'v> Run<'v> {
         self.internal_verify(&built);
         self.check_name_constraints(&built);
 
+        self.valid_until = built.iter().map(|c| c.not_after).min().unwrap_or(i64::MAX);
         match self.errors.last() {
             Some(last) => Err(*last),
             None => Ok(VerifiedChain {

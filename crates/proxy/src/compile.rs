@@ -18,6 +18,9 @@ use certgate_pki::ChainVerifier;
 use http::HeaderName;
 use pingora::lb::selection::{Random, RoundRobin};
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::{CertKey, WrappedX509};
 use regex::Regex;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
@@ -77,6 +80,55 @@ pub struct CompiledUpstream {
     pub name: String,
     pub balancer: Balancer,
     pub health_check: Option<HealthCheck>,
+    pub protocol: UpstreamProtocol,
+    /// `Some` exactly for `https` and `grpcs`.
+    pub tls: Option<UpstreamTlsPlan>,
+    /// pingora's connection-pool `group_key`: unique per upstream and per compile, so a
+    /// pooled connection is only reused by the upstream (and the generation of trust
+    /// settings) it was opened and verified for. pingora's reuse hash does not cover the
+    /// per-peer CA list, and a plain-text and a TLS upstream may share an address.
+    pub pool_key: u64,
+}
+
+/// The upstream `tls:` block with every file loaded: what `upstream_peer` copies per request.
+pub struct UpstreamTlsPlan {
+    /// `sni:` as configured; `None` means the backend's host name as written in `servers`.
+    pub sni: Option<String>,
+    pub verify: bool,
+    /// Configured for nginx compatibility; see docs/config.md: not enforced on the
+    /// upstream side, where webpki's own path-length limit applies.
+    pub verify_depth: u32,
+    /// `trusted_ca:` (pingora's per-peer root store); `None`: the system roots.
+    pub ca: Option<Arc<CaType>>,
+    /// `cert:`/`key:`: presented when the upstream asks for a client certificate.
+    pub client_cert: Option<Arc<CertKey>>,
+}
+
+/// The host part of a `servers` entry, attached to its [`Backend`]s.
+#[derive(Clone, Debug)]
+pub struct BackendName(pub Arc<str>);
+
+impl CompiledUpstream {
+    /// The name to send as SNI and verify the certificate against for `backend`: `sni:`,
+    /// else the host as written in `servers` (an IP address is checked against the
+    /// certificate's IP SANs and sent without SNI). Never empty for TLS upstreams:
+    /// pingora's rustls connector silently skips all verification for an empty SNI.
+    pub fn server_name(&self, backend: &Backend) -> String {
+        let Some(tls) = &self.tls else {
+            return String::new();
+        };
+        if let Some(sni) = &tls.sni {
+            return sni.clone();
+        }
+        backend
+            .ext
+            .get::<BackendName>()
+            .map(|n| n.0.to_string())
+            .unwrap_or_else(|| match backend.addr.as_inet() {
+                Some(addr) => addr.ip().to_string(),
+                None => String::new(),
+            })
+    }
 }
 
 impl CompiledUpstream {
@@ -106,18 +158,16 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
     for (name, upstream) in &config.upstreams {
         let key = format!("upstreams.{name}");
         keepalive_pool_size = keepalive_pool_size.max(upstream.keepalive);
-        if upstream.protocol != UpstreamProtocol::Http {
-            errors.push(config.error_at(
-                &format!("{key}.protocol"),
-                "only `http` upstreams are supported in this release (https, h2c, grpc and grpcs are not supported yet)",
-            ));
-            continue;
-        }
-        if upstream.tls.is_some() {
-            errors
-                .push(config.error_at(&format!("{key}.tls"), "upstream TLS is not supported yet"));
-            continue;
-        }
+        let tls = match &upstream.tls {
+            Some(tls) => match load_upstream_tls(config, &key, tls, now, &mut warnings) {
+                Ok(plan) => Some(plan),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let mut backends = std::collections::BTreeSet::new();
         for (i, server) in upstream.servers.iter().enumerate() {
             match resolve(&server.address) {
@@ -136,6 +186,11 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                             }
                         };
                         backend.weight = server.weight.max(1) as usize;
+                        // The name the upstream certificate is checked against when no
+                        // `sni` is configured (nginx's default `proxy_ssl_name`).
+                        backend
+                            .ext
+                            .insert(BackendName(Arc::from(host_of(&server.address))));
                         backends.insert(backend);
                     }
                 }
@@ -145,13 +200,19 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
             }
         }
         let discovery = discovery::Static::new(backends);
+        let probe = HealthProbe {
+            check: &upstream.health_check,
+            protocol: upstream.protocol,
+            tls: tls.as_ref(),
+            host: upstream
+                .servers
+                .first()
+                .map(|s| host_of(&s.address))
+                .unwrap_or("localhost"),
+        };
         let balancer = match upstream.lb {
-            LbPolicy::RoundRobin => {
-                Balancer::RoundRobin(Arc::new(build_lb(discovery, &upstream.health_check)))
-            }
-            LbPolicy::Random => {
-                Balancer::Random(Arc::new(build_lb(discovery, &upstream.health_check)))
-            }
+            LbPolicy::RoundRobin => Balancer::RoundRobin(Arc::new(build_lb(discovery, &probe))),
+            LbPolicy::Random => Balancer::Random(Arc::new(build_lb(discovery, &probe))),
             LbPolicy::ConsistentHash => {
                 errors.push(config.error_at(
                     &format!("{key}.lb"),
@@ -166,6 +227,9 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 name: name.clone(),
                 balancer,
                 health_check: upstream.health_check.clone(),
+                protocol: upstream.protocol,
+                tls,
+                pool_key: next_pool_key(),
             }),
         );
     }
@@ -186,14 +250,21 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 "session_resumption: false is not supported yet",
             ));
         }
-        let certified_key =
-            match load_certified_key(config, &key, &tls.cert, &tls.key, now, &mut warnings) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            };
+        let certified_key = match load_certified_key(
+            "server certificate",
+            config,
+            &key,
+            &tls.cert,
+            &tls.key,
+            now,
+            &mut warnings,
+        ) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
 
         let auth = &server.client_auth;
         let chain_verifier = if auth.verify == VerifyMode::Off {
@@ -338,10 +409,42 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
     })
 }
 
-fn build_lb<S>(
-    discovery: Box<discovery::Static>,
-    health_check: &Option<HealthCheck>,
-) -> LoadBalancer<S>
+/// What an upstream's active health check needs to reach it the way requests do.
+struct HealthProbe<'a> {
+    check: &'a Option<HealthCheck>,
+    protocol: UpstreamProtocol,
+    tls: Option<&'a UpstreamTlsPlan>,
+    /// Host header, and the name verified when no `sni` is set (pingora's health check
+    /// has one peer template for all backends: the first server's host).
+    host: &'a str,
+}
+
+/// Protocol and TLS settings of a peer to `protocol`/`tls`: shared by the request path
+/// and the HTTP health check, so both speak to the upstream alike.
+pub fn configure_peer(
+    peer: &mut HttpPeer,
+    protocol: UpstreamProtocol,
+    tls: Option<&UpstreamTlsPlan>,
+) {
+    match protocol {
+        UpstreamProtocol::Http => peer.options.set_http_version(1, 1),
+        // ALPN picks h2 or HTTP/1.1.
+        UpstreamProtocol::Https => peer.options.set_http_version(2, 1),
+        // Prior knowledge: plain-text peers speak h2 from the first byte; TLS peers
+        // must agree to h2 by ALPN, as gRPC requires.
+        UpstreamProtocol::H2c | UpstreamProtocol::Grpc | UpstreamProtocol::Grpcs => {
+            peer.options.set_http_version(2, 2)
+        }
+    }
+    if let Some(tls) = tls {
+        peer.options.verify_cert = tls.verify;
+        peer.options.verify_hostname = tls.verify;
+        peer.options.ca = tls.ca.clone();
+        peer.client_cert_key = tls.client_cert.clone();
+    }
+}
+
+fn build_lb<S>(discovery: Box<discovery::Static>, probe: &HealthProbe<'_>) -> LoadBalancer<S>
 where
     S: pingora::lb::selection::BackendSelection + 'static,
     S::Iter: pingora::lb::selection::BackendIter,
@@ -351,13 +454,19 @@ where
     if let Some(Err(e)) = futures_now_or_never(lb.update()) {
         tracing::warn!("upstream discovery failed: {e}");
     }
-    match health_check {
+    match probe.check {
         Some(HealthCheck::Tcp { interval }) => {
             lb.set_health_check(pingora::lb::health_check::TcpHealthCheck::new());
             lb.health_check_frequency = Some(*interval);
         }
         Some(HealthCheck::Http { path, interval }) => {
-            let mut hc = pingora::lb::health_check::HttpHealthCheck::new("localhost", false);
+            let name = probe
+                .tls
+                .and_then(|t| t.sni.as_deref())
+                .unwrap_or(probe.host);
+            let mut hc =
+                pingora::lb::health_check::HttpHealthCheck::new(name, probe.protocol.is_tls());
+            configure_peer(&mut hc.peer_template, probe.protocol, probe.tls);
             if let Ok(uri) = path.parse() {
                 hc.req.set_uri(uri);
             }
@@ -463,6 +572,7 @@ fn expiry_warnings(
 }
 
 fn load_certified_key(
+    what: &str,
     config: &Config,
     key: &str,
     cert_path: &Path,
@@ -497,7 +607,7 @@ fn load_certified_key(
             ))
         }
     }
-    expiry_warnings("server certificate", cert_path, &certs[..1], now, warnings);
+    expiry_warnings(what, cert_path, &certs[..1], now, warnings);
     let provider = crate::crypto_provider();
     let signing_key = provider
         .key_provider
@@ -553,4 +663,140 @@ fn load_chain_verifier(
     }
     ChainVerifier::new(ca, trusted, crls, auth.verify_depth)
         .map_err(|e| vec![config.error_at(&format!("{key}.client_auth"), e.to_string())])
+}
+
+/// Source of [`CompiledUpstream::pool_key`]: never repeats within a process.
+fn next_pool_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `host` of `host:port` / `[v6]:port`, without brackets.
+fn host_of(address: &str) -> &str {
+    let host = match address.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => address,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Loads the upstream `tls:` files once, at startup and on reload. pingora's own loaders
+/// panic on unparsable input, so every certificate and key is checked here first.
+fn load_upstream_tls(
+    config: &Config,
+    key: &str,
+    tls: &certgate_config::UpstreamTls,
+    now: i64,
+    warnings: &mut Vec<String>,
+) -> Result<UpstreamTlsPlan, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let ca = match &tls.trusted_ca {
+        Some(path) => match certgate_pki::load_certs(path) {
+            Ok(certs) => {
+                expiry_warnings("upstream trusted CA", path, &certs, now, warnings);
+                let mut wrapped = Vec::new();
+                for cert in &certs {
+                    if let Err(e) = certgate_pki::summarize(cert) {
+                        errors.push(config.error_at(
+                            &format!("{key}.tls.trusted_ca"),
+                            format!("{}: {e}", path.display()),
+                        ));
+                        continue;
+                    }
+                    if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
+                        errors.push(config.error_at(
+                            &format!("{key}.tls.trusted_ca"),
+                            format!("{}: not usable as a trust anchor: {e}", path.display()),
+                        ));
+                        continue;
+                    }
+                    wrapped.push(WrappedX509::new(
+                        cert.as_ref().to_vec(),
+                        pingora::utils::tls::parse_x509,
+                    ));
+                }
+                let ca: Arc<CaType> = Arc::from(wrapped.into_boxed_slice());
+                Some(ca)
+            }
+            Err(e) => {
+                errors.push(config.error_at(&format!("{key}.tls.trusted_ca"), e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let client_cert = match (&tls.cert, &tls.key) {
+        (Some(cert_path), Some(key_path)) => {
+            match load_certified_key(
+                "upstream client certificate",
+                config,
+                key,
+                cert_path,
+                key_path,
+                now,
+                warnings,
+            ) {
+                Ok(certified) => {
+                    let der_key = certgate_pki::load_private_key(key_path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|k| {
+                            let der = k.secret_der().to_vec();
+                            // pingora re-detects the key format from bare DER.
+                            rustls::pki_types::PrivateKeyDer::try_from(der.clone())
+                                .map(|_| der)
+                                .map_err(|e| format!("{}: {e}", key_path.display()))
+                        })
+                        .and_then(|der| {
+                            match certified
+                                .cert
+                                .iter()
+                                .find_map(|c| certgate_pki::summarize(c).err())
+                            {
+                                Some(e) => Err(format!("{}: {e}", cert_path.display())),
+                                None => Ok(der),
+                            }
+                        })
+                        .map_err(|e| config.error_at(&format!("{key}.tls.cert"), e));
+                    match der_key {
+                        Ok(der_key) => Some(Arc::new(CertKey::new(
+                            certified.cert.iter().map(|c| c.as_ref().to_vec()).collect(),
+                            der_key,
+                        ))),
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    }
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(UpstreamTlsPlan {
+        sni: tls.sni.clone(),
+        verify: tls.verify,
+        verify_depth: tls.verify_depth,
+        ca,
+        client_cert,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_server_entries() {
+        assert_eq!(host_of("backend.internal:8443"), "backend.internal");
+        assert_eq!(host_of("127.0.0.1:50051"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:443"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
+    }
 }

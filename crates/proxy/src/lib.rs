@@ -12,6 +12,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod compile;
+pub mod forward;
 pub mod metrics;
 pub mod observe;
 pub mod reload;
@@ -176,6 +177,9 @@ pub fn build_server(
     let conf = ServerConf {
         threads,
         upstream_keepalive_pool_size: compiled.keepalive_pool_size,
+        // One runtime per thread: fewer cross-thread wake-ups; measured 3-5 % more
+        // keep-alive requests/s than work stealing on 2 cores (benches/load).
+        work_stealing: false,
         // pingora sleeps this long after SIGTERM before dropping what still runs;
         // `shutdown::DrainOnTerm` exits earlier once nothing is in flight.
         grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64 + 1),

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 
 /// Why `request_filter` refused a request. Nothing is forwarded upstream for any of these.
@@ -125,7 +126,20 @@ async fn write_grpc(session: &mut Session, status: u16, message: &str) {
     if !ok {
         return;
     }
-    if let Err(e) = session.write_response_header(Box::new(header), true).await {
+    let written = if session.is_http2() {
+        // pingora's `write_response_header` drops the end-of-stream flag for h2 and ends
+        // the stream later with an empty DATA frame; gRPC clients then see a body without
+        // trailers (UNKNOWN). A header task carries the flag: one HEADERS frame with
+        // END_STREAM, the trailers-only form gRPC defines.
+        session
+            .downstream_session
+            .response_duplex_vec(vec![HttpTask::Header(Box::new(header), true)])
+            .await
+            .map(|_| ())
+    } else {
+        session.write_response_header(Box::new(header), true).await
+    };
+    if let Err(e) = written {
         tracing::debug!("could not write gRPC status: {e}");
     }
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use certgate_config::VerifyMode;
-use certgate_identity::{HeaderPlan, VerifyResult};
-use http::HeaderValue;
+use certgate_config::{UpstreamProtocol, VerifyMode};
+use certgate_identity::VerifyResult;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -119,6 +118,64 @@ fn is_grpc(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// OpenSSL-style wording for rustls's handshake errors, for the log line an operator
+/// greps for (nginx logs `upstream SSL certificate verify error: (N:reason)`).
+fn upstream_tls_reason(detail: &str) -> &'static str {
+    const REASONS: &[(&str, &str)] = &[
+        (
+            "UnknownIssuer",
+            "unable to get local issuer certificate (unknown CA)",
+        ),
+        ("BadSignature", "certificate signature failure"),
+        ("NotValidForName", "certificate name mismatch"),
+        ("not valid for name", "certificate name mismatch"),
+        ("Expired", "certificate has expired"),
+        ("certificate expired", "certificate has expired"),
+        ("NotValidYet", "certificate is not yet valid"),
+        ("not valid yet", "certificate is not yet valid"),
+        ("Revoked", "certificate revoked"),
+        ("InvalidPurpose", "unsupported certificate purpose"),
+        (
+            "CertificateRequired",
+            "upstream requires a client certificate",
+        ),
+        (
+            "UnknownCA",
+            "upstream rejected our client certificate (unknown CA)",
+        ),
+        ("BadCertificate", "upstream rejected our client certificate"),
+        ("DecryptError", "upstream rejected our client certificate"),
+        ("NoApplicationProtocol", "upstream does not speak h2 (ALPN)"),
+    ];
+    REASONS
+        .iter()
+        .find(|(needle, _)| detail.contains(needle))
+        .map(|(_, reason)| *reason)
+        .unwrap_or("handshake failed")
+}
+
+/// Concurrent streams per upstream h2 connection before pingora opens another one.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), per the gRPC HTTP/2 spec.
+fn parse_grpc_timeout(value: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n.checked_mul(3600)?),
+        b'M' => Duration::from_secs(n.checked_mul(60)?),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl Gateway {
@@ -278,7 +335,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(std::time::Instant::now());
@@ -291,10 +348,34 @@ impl ProxyHttp for Gateway {
                 format!("upstream `{}` has no healthy server", route.upstream.name),
             )
         })?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let upstream = &route.upstream;
+        let server_name = upstream.server_name(&backend);
+        let mut peer = HttpPeer::new(backend.addr, upstream.protocol.is_tls(), server_name);
+        peer.group_key = upstream.pool_key;
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
         peer.options.write_timeout = Some(route.send_timeout);
+        crate::compile::configure_peer(&mut peer, upstream.protocol, upstream.tls.as_ref());
+        // Multiplex concurrent requests over one h2 connection (pingora's default is 1).
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        if session.is_upgrade_req() && upstream.protocol == UpstreamProtocol::Https {
+            // An HTTP/1.1 Upgrade (WebSocket) cannot cross h2: offer only HTTP/1.1.
+            peer.options.set_http_version(1, 1);
+        }
+        if ctx.grpc {
+            // A gRPC deadline shorter than the route's read timeout bounds the wait for
+            // the upstream, so an overdue call ends as DEADLINE_EXCEEDED from here too.
+            if let Some(deadline) = session
+                .req_header()
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            {
+                if deadline < route.read_timeout {
+                    peer.options.read_timeout = Some(deadline);
+                }
+            }
+        }
         Ok(Box::new(peer))
     }
 
@@ -315,53 +396,15 @@ impl ProxyHttp for Gateway {
         let remote = session.client_addr().and_then(|a| a.as_inet()).copied();
         let (identity, prepared) = conn.prepared(server, remote);
 
-        // Anti-spoofing: nothing identity-shaped from the client survives.
-        let spoofed: Vec<http::HeaderName> = upstream_request
-            .headers
-            .keys()
-            .filter(|name| {
-                HeaderPlan::is_stripped(name.as_str())
-                    || server.header_plan.stripped_names().any(|n| n == *name)
-                    || route.headers.iter().any(|(n, _)| n == *name)
-                    || *name == "x-real-ip"
-                    || *name == "x-forwarded-proto"
-            })
-            .cloned()
-            .collect();
-        for name in &spoofed {
-            upstream_request.remove_header(name);
-        }
-
-        for (name, value) in &prepared.headers {
-            upstream_request.insert_header(name.clone(), value.clone())?;
-        }
-        let now = crate::compile::unix_now();
-        for (name, template) in &route.headers {
-            let value = template.render(identity, now);
-            if value.is_empty() {
-                continue;
-            }
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                upstream_request.insert_header(name.clone(), value)?;
-            }
-        }
-
-        if let Some(addr) = remote {
-            let ip = addr.ip().to_string();
-            // nginx's $proxy_add_x_forwarded_for: append to what the client sent.
-            let forwarded = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
-                _ => ip.clone(),
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
-            upstream_request.insert_header("x-real-ip", ip)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", "https")?;
-        Ok(())
+        crate::forward::apply(
+            upstream_request,
+            server,
+            route,
+            identity,
+            prepared,
+            remote,
+            crate::compile::unix_now(),
+        )
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX)
@@ -380,7 +423,44 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
+        if matches!(
+            e.etype(),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+        ) {
+            let upstream = ctx.route().map(|r| r.upstream.name.as_str()).unwrap_or("?");
+            let detail = e.to_string();
+            tracing::warn!(
+                upstream,
+                reason = upstream_tls_reason(&detail),
+                "upstream TLS handshake failed: {detail}"
+            );
+        } else if e.esource() == &ErrorSource::Upstream
+            && matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            )
+        {
+            // With TLS 1.3 the client's handshake completes before the server has checked
+            // our certificate; its refusal arrives as a closed connection on first use.
+            if let Some(upstream) = ctx.route().map(|r| &r.upstream) {
+                if upstream
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_cert.is_none())
+                {
+                    tracing::warn!(
+                        upstream = upstream.name.as_str(),
+                        "upstream closed the TLS connection: {e}; if it requires a client \
+                         certificate, set tls.cert and tls.key"
+                    );
+                }
+            }
+        }
         let code = match e.etype() {
+            // A failed upstream handshake is a bad gateway, whichever side pingora blames.
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+                502
+            }
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
             _ => match e.esource() {
@@ -399,5 +479,51 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(
+            parse_grpc_timeout(b"200m"),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(parse_grpc_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        // At most 8 digits, a unit, nothing else.
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"10"), None);
+        assert_eq!(parse_grpc_timeout(b"-1S"), None);
+        assert_eq!(parse_grpc_timeout(b"1.5S"), None);
+    }
+
+    #[test]
+    fn upstream_tls_reasons_use_openssl_words() {
+        assert_eq!(
+            upstream_tls_reason("invalid peer certificate: UnknownIssuer"),
+            "unable to get local issuer certificate (unknown CA)"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate not valid for name \"x\"; certificate is only valid for DnsName(\"y\")"
+            ),
+            "certificate name mismatch"
+        );
+        assert_eq!(
+            upstream_tls_reason(
+                "invalid peer certificate: certificate expired: verification time 1 (UNIX)"
+            ),
+            "certificate has expired"
+        );
+        assert_eq!(upstream_tls_reason("eof"), "handshake failed");
     }
 }

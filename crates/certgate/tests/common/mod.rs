@@ -135,6 +135,8 @@ impl Pki {
 pub struct Seen {
     pub count: AtomicUsize,
     pub last_headers: Mutex<Vec<(String, String)>>,
+    /// HTTP version of the last request (`"HTTP/1.1"`, `"HTTP/2.0"`).
+    pub last_version: Mutex<String>,
 }
 
 impl Seen {
@@ -167,6 +169,7 @@ async fn upstream_handler(
     seen: Arc<Seen>,
 ) -> Result<Response<BoxBody>, Infallible> {
     seen.count.fetch_add(1, Ordering::SeqCst);
+    *seen.last_version.lock().unwrap() = format!("{:?}", req.version());
     *seen.last_headers.lock().unwrap() = req
         .headers()
         .iter()

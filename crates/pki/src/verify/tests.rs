@@ -508,3 +508,50 @@ fn invalid_inputs_to_new_are_errors() {
     let err = ChainVerifier::new(Vec::new(), Vec::new(), vec![bad_crl], 1).unwrap_err();
     assert!(err.to_string().contains("CRL #1"), "{err}");
 }
+
+#[test]
+fn a_remembered_success_never_outlives_the_certificate() {
+    let ca = root("Root CA");
+    // Valid from 10 days ago until 30 seconds from now (rounded to whole days by rcgen,
+    // so use the certificate's own notAfter below).
+    let leaf = Spec::client("short").valid(-10, 1).issue(Some(&ca));
+    let chain = ders(&[&leaf]);
+    let v = verifier(&[&ca], 0);
+    let not_after = crate::cert::Cert::parse(&chain[0]).unwrap().not_after;
+
+    let before =
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs((not_after - 20) as u64));
+    assert_eq!(v.verify(&chain, before), Ok(VerifiedChain { depth: 0 }));
+    // The same chain again, now past notAfter: the memo must not answer.
+    let after = UnixTime::since_unix_epoch(std::time::Duration::from_secs((not_after + 1) as u64));
+    assert_fails(
+        v.verify(&chain, after),
+        CERT_HAS_EXPIRED,
+        "certificate has expired",
+    );
+    // And a failure is not remembered either: before notAfter it verifies again.
+    assert_eq!(v.verify(&chain, before), Ok(VerifiedChain { depth: 0 }));
+}
+
+#[test]
+fn a_remembered_success_is_for_that_exact_chain_and_verifier() {
+    let ca = root("Root CA");
+    let other = root("Other CA");
+    let leaf = client_under("client", &ca);
+    let stranger = client_under("client", &other);
+    let v = verifier(&[&ca], 0);
+    assert!(v.verify(&ders(&[&leaf]), UnixTime::now()).is_ok());
+    assert!(v.verify(&ders(&[&leaf]), UnixTime::now()).is_ok());
+    assert_fails(
+        v.verify(&ders(&[&stranger]), UnixTime::now()),
+        UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+        "unable to verify the first certificate",
+    );
+    // A new verifier (what a reload builds) starts with nothing remembered.
+    let rotated = verifier(&[&other], 0);
+    assert_fails(
+        rotated.verify(&ders(&[&leaf]), UnixTime::now()),
+        UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+        "unable to verify the first certificate",
+    );
+}

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Side-by-side load comparison: certgate, Debian's nginx and Debian's HAProxy.
+
+Each system terminates mTLS on 127.0.0.1:18443 (client certificate required, verify
+depth 2, the same identity headers, keep-alive to the upstream) in front of one shared
+trivial upstream (an nginx `return 200` on 127.0.0.1:18080). The systems run one at a
+time, interleaved A B C A B C over --rounds rounds, and `oha` (with client certificates)
+drives each scenario for --duration seconds. The PKI is made at run time with
+`certgate certs` (root -> intermediate -> server/client, ECDSA P-256 and RSA-2048).
+
+Writes benches/RESULTS.md: medians and min-max of every scenario, and each system's
+ratio to nginx measured in the same run. Nothing here asserts a speed: this is a
+measurement, not a test.
+
+Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--quick]
+Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
+certgate (`cargo build --release`; built if missing).
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CERTGATE = ROOT / "target" / "release" / "certgate"
+PORT = 18443
+UPSTREAM_PORT = 18080
+URL = f"https://localhost:{PORT}/"
+
+HEADERS = [  # identity headers every system sends, nginx variable -> header
+    ("X-SSL-Client-Verify", "$ssl_client_verify", "%[ssl_c_verify,iif(,)]"),
+    ("X-SSL-Client-S-DN", "$ssl_client_s_dn", "%{+Q}[ssl_c_s_dn]"),
+    ("X-SSL-Client-I-DN", "$ssl_client_i_dn", "%{+Q}[ssl_c_i_dn]"),
+    ("X-SSL-Client-Serial", "$ssl_client_serial", "%[ssl_c_serial,hex]"),
+    ("X-SSL-Client-Fingerprint", "$ssl_client_fingerprint", "%[ssl_c_sha1,hex,lower]"),
+    ("X-SSL-Client-V-Start", "$ssl_client_v_start", "%[ssl_c_notbefore]"),
+    ("X-SSL-Client-V-End", "$ssl_client_v_end", "%[ssl_c_notafter]"),
+]
+
+
+def sh(*args, **kw):
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True, **kw)
+
+
+def make_pki(base: Path, rsa: bool) -> Path:
+    """root -> intermediate -> server (full chain) and client (leaf + intermediate)."""
+    d = base / ("rsa2048" if rsa else "ecdsa")
+    extra = ["--rsa", "2048"] if rsa else []
+    sh(CERTGATE, "certs", "init", "--dir", d, *extra)
+    sh(CERTGATE, "certs", "issue", "intermediate", "--cn", "Bench Issuing CA", "--ca", d / "ca.crt", "--out", d / "int", *extra)
+    sh(CERTGATE, "certs", "issue", "server", "--cn", "localhost", "--dns", "localhost", "--ip", "127.0.0.1",
+       "--ca", d / "int.crt", "--out", d / "srv", *extra)
+    sh(CERTGATE, "certs", "issue", "client", "--cn", "bench-client", "--o", "certgate bench",
+       "--ca", d / "int.crt", "--out", d / "cli", *extra)
+    # HAProxy wants certificate chain and key in one file.
+    (d / "srv.pem").write_text((d / "srv.crt").read_text() + (d / "srv.key").read_text())
+    return d
+
+
+# ---------------------------------------------------------------- configurations
+
+def upstream_conf(work: Path) -> Path:
+    conf = work / "upstream.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {work}/upstream.pid;
+error_log {work}/upstream-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+""")
+    return conf
+
+
+def certgate_conf(work: Path, pki: Path, resumption: bool) -> list:
+    # `session_resumption: false` is not available (pingora's rustls listener does not expose
+    # rustls's session storage); the full-handshake rows rely on the load generator not
+    # resuming (see FULL_HANDSHAKE_ARGS).
+    del resumption
+    conf = work / "certgate.yaml"
+    conf.write_text(f"""
+log:
+  level: warn
+  access: off
+servers:
+  - name: bench
+    listen: ["127.0.0.1:{PORT}"]
+    tls:
+      cert: {pki}/srv.crt
+      key: {pki}/srv.key
+    client_auth:
+      verify: on
+      ca: {pki}/ca.crt
+      verify_depth: 2
+    identity:
+      preset: nginx
+    routes:
+      - match: {{ path_prefix: / }}
+        upstream: app
+upstreams:
+  app:
+    servers: ["127.0.0.1:{UPSTREAM_PORT}"]
+    keepalive: 128
+""")
+    return [CERTGATE, "-c", conf, "run", "--pid-file", work / "certgate.pid"]
+
+
+def nginx_conf(work: Path, pki: Path, resumption: bool) -> list:
+    conf = work / "nginx.conf"
+    headers = "\n".join(f"      proxy_set_header {h} {v};" for h, v, _ in HEADERS)
+    session = ("ssl_session_cache shared:SSL:10m; ssl_session_tickets on;" if resumption
+               else "ssl_session_cache off; ssl_session_tickets off;")
+    conf.write_text(f"""
+worker_processes 2;
+worker_rlimit_nofile 19000;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log error;
+events {{ worker_connections 9000; }}
+http {{
+  access_log off;
+  upstream app {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{PORT} ssl http2;
+    ssl_certificate {pki}/srv.crt;
+    ssl_certificate_key {pki}/srv.key;
+    ssl_client_certificate {pki}/ca.crt;
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    {session}
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+{headers}
+    }}
+  }}
+}}
+""")
+    return ["nginx", "-c", conf, "-g", "daemon off;"]
+
+
+def haproxy_conf(work: Path, pki: Path, resumption: bool) -> list:
+    conf = work / "haproxy.cfg"
+    headers = "\n".join(f"  http-request set-header {h} {expr}" for h, _, expr in HEADERS)
+    cache = "" if resumption else "  tune.ssl.cachesize 0\n"
+    tickets = "" if resumption else " no-tls-tickets"
+    conf.write_text(f"""
+global
+  nbthread 2
+  maxconn 9000
+{cache}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 120s
+  timeout server 60s
+  timeout http-keep-alive 120s
+frontend gw
+  bind 127.0.0.1:{PORT} ssl crt {pki}/srv.pem ca-file {pki}/ca.crt verify required alpn h2,http/1.1{tickets}
+  http-request del-header X-SSL-Client-Verify
+{headers}
+  default_backend app
+backend app
+  http-reuse always
+  server up 127.0.0.1:{UPSTREAM_PORT}
+""")
+    return ["haproxy", "-f", conf, "-db"]
+
+
+SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf}
+
+
+# ---------------------------------------------------------------- process handling
+
+def wait_port(port: int, timeout: float = 15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def wait_port_free(port: int, timeout: float = 15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                time.sleep(0.1)
+        except OSError:
+            return
+
+
+def tree(pid: int) -> list:
+    pids = [pid]
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == pid:
+                    pids.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size of a process and its children: shared pages counted once."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+class System:
+    def __init__(self, name, work, pki, resumption):
+        self.name = name
+        self.cmd = SYSTEMS[name](work, pki, resumption)
+        self.log = open(work / f"{name}.out", "ab")
+
+    def __enter__(self):
+        wait_port_free(PORT)
+        self.proc = subprocess.Popen([str(c) for c in self.cmd], stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        wait_port(PORT)
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.log.close()
+
+
+class PeakSampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, pss_kb(self.pid))
+            time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- load
+
+def oha(pki: Path, duration: int, extra: list) -> dict:
+    cmd = ["oha", "-z", f"{duration}s", "--no-tui", "--output-format", "json",
+           "--cacert", pki / "ca.crt", "--cert", pki / "cli.crt", "--key", pki / "cli.key", *extra, URL]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = sh(*cmd).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    data = json.loads(out)
+    summary = data["summary"]
+    codes = data.get("statusCodeDistribution", {})
+    ok = codes.get("200", 0)
+    total = sum(codes.values()) or 1
+    lat = data.get("latencyPercentiles", {})
+    return {
+        "rps": summary["requestsPerSec"] * ok / total,
+        "p50_ms": (lat.get("p50") or 0) * 1000,
+        "p99_ms": (lat.get("p99") or 0) * 1000,
+        "ok_ratio": ok / total,
+        "loadgen_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
+    }
+
+
+def s_time(pki: Path, duration: int, procs: int = 4) -> dict:
+    """Full handshakes: `openssl s_time -new` never offers a session to resume, whatever the
+    server allows (oha's rustls client always resumes, and certgate cannot turn resumption
+    off), so every system does the same full mTLS handshake plus one GET per connection."""
+    cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{PORT}", "-new", "-time", str(duration),
+           "-cert", str(pki / "cli.crt"), "-key", str(pki / "cli.key"), "-CAfile", str(pki / "ca.crt"),
+           "-www", "/"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for _ in range(procs)]
+    outputs = [p.communicate()[0] for p in running]
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = 0
+    for out in outputs:
+        for line in out.splitlines():
+            if "connections in" in line and "real seconds" in line:
+                total += int(line.split()[0])
+    return {
+        "rps": total / wall,
+        "p50_ms": 0.0,
+        "p99_ms": 0.0,
+        "ok_ratio": 1.0 if total else 0.0,
+        "loadgen_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / wall,
+    }
+
+
+SCENARIOS = {
+    # name: (pki, server-side resumption, load generator)
+    "keep-alive HTTP/1.1, 64 connections": ("ecdsa", True, ["-c", "64", "--http-version", "1.1"]),
+    "HTTP/2, 8 connections x 8 streams": ("ecdsa", True, ["-c", "8", "-p", "8", "--http2"]),
+    "full mTLS handshakes/s, ECDSA P-256": ("ecdsa", False, "s_time"),
+    "full mTLS handshakes/s, RSA-2048": ("rsa2048", False, "s_time"),
+    "resumed handshakes/s, ECDSA P-256 (oha, new connection per request)": (
+        "ecdsa", True, ["-c", "16", "--disable-keepalive"]),
+}
+
+
+def idle_connections(pid: int, pki: Path, count: int) -> float:
+    """PSS growth (MB) while `count` verified TLS connections sit idle, scaled to 10,000
+    (the machine's hard open-file limit of 20,000 leaves no room for 10,000 on both ends
+    plus HAProxy's upstream side)."""
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "cli.crt"), str(pki / "cli.key"))
+    ctx.set_alpn_protocols(["http/1.1"])
+    before = pss_kb(pid)
+    conns = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+            conns.append(ctx.wrap_socket(raw, server_hostname="localhost"))
+        time.sleep(1.0)
+        after = pss_kb(pid)
+    finally:
+        for c in conns:
+            c.close()
+    return (after - before) / 1024 * 10000 / count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--idle", type=int, default=8000,
+                        help="idle TLS connections to hold (0 = skip); reported per 10,000")
+    parser.add_argument("--systems", default="certgate,nginx,haproxy")
+    parser.add_argument("--out", default=str(ROOT / "benches" / "RESULTS.md"))
+    args = parser.parse_args()
+    systems = args.systems.split(",")
+    # Idle connections need descriptors: raise the soft limit to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.idle > hard // 2 - 1000:
+        sys.exit(f"--idle {args.idle} needs more than the open-file limit {hard} allows")
+
+    for tool in ["nginx", "oha"] + (["haproxy"] if "haproxy" in systems else []):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found (apt-get install nginx haproxy; cargo install oha --locked)")
+    if not CERTGATE.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "certgate"], cwd=ROOT, check=True)
+
+    work = Path(tempfile.mkdtemp(prefix="certgate-load-"))
+    pkis = {"ecdsa": make_pki(work, rsa=False), "rsa2048": make_pki(work, rsa=True)}
+    upstream = subprocess.Popen(["nginx", "-c", str(upstream_conf(work)), "-g", "daemon off;"],
+                                start_new_session=True)
+    wait_port(UPSTREAM_PORT)
+
+    results = {s: {name: [] for name in SCENARIOS} for s in systems}
+    rss = {s: [] for s in systems}
+    idle = {s: [] for s in systems}
+    loadgen_cpu = []
+    try:
+        for rnd in range(args.rounds):
+            for scenario, (pki_name, resumption, extra) in SCENARIOS.items():
+                for name in systems:
+                    pki = pkis[pki_name]
+                    with System(name, work, pki, resumption) as system:
+                        sampler = PeakSampler(system.proc.pid)
+                        if scenario.startswith("keep-alive"):
+                            sampler.start()
+                        if extra == "s_time":
+                            r = s_time(pki, args.duration)
+                        else:
+                            r = oha(pki, args.duration, extra)
+                        sampler.stop.set()
+                        if scenario.startswith("keep-alive"):
+                            sampler.join()
+                            rss[name].append(sampler.peak / 1024)
+                        loadgen_cpu.append(r["loadgen_cpu"])
+                        results[name][scenario].append(r)
+                        print(f"round {rnd + 1} {scenario:40s} {name:9s} {r['rps']:9.0f}/s "
+                              f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms ok {r['ok_ratio']:.3f}",
+                              flush=True)
+            if args.idle and rnd == 0:
+                for name in systems:
+                    with System(name, work, pkis["ecdsa"], True) as system:
+                        mb = idle_connections(system.proc.pid, pkis["ecdsa"], args.idle)
+                        idle[name].append(mb)
+                        print(f"idle {args.idle} connections {name:9s} +{mb:.1f} MB", flush=True)
+    finally:
+        os.killpg(upstream.pid, signal.SIGKILL)
+        upstream.wait()
+
+    write_results(Path(args.out), args, systems, results, rss, idle, loadgen_cpu)
+    print(f"wrote {args.out}; scratch in {work}")
+
+
+def fmt(values, unit=""):
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    return f"{med:,.0f}{unit} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    lines = [
+        "# Load comparison: certgate vs nginx vs HAProxy",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `benches/load/run.py` "
+        f"(rounds {args.rounds}, {args.duration} s per run, systems interleaved per scenario).",
+        "",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}",
+        f"- certgate: {version([str(CERTGATE), '--version'])} (release build)",
+        f"- nginx: {version(['nginx', '-v'])}; HAProxy: {version(['haproxy', '-v'])}",
+        f"- load generator: {version(['oha', '--version'])}, on the same cores; it used "
+        f"{statistics.median(loadgen_cpu) if loadgen_cpu else 0:.2f} CPU-seconds per second (median)",
+        "- full handshakes are driven by 4 `openssl s_time -new -www /` processes (no resumption"
+        " offered); every other row by oha",
+        "- same PKI for all (root → intermediate → leaf, certgate certs), client certificate required,"
+        " verify depth 2, the nginx identity headers, keep-alive to one nginx `return 200` upstream",
+        "",
+        "Medians, with min–max over the rounds in parentheses; ratio = median / nginx's median.",
+        "",
+        "| scenario | " + " | ".join(systems) + " | " + " | ".join(f"{s}/nginx" for s in systems if s != "nginx") + " |",
+        "|---|" + "---|" * (len(systems) + len([s for s in systems if s != "nginx"])),
+    ]
+
+    def row(label, per_system, unit=""):
+        meds = {s: statistics.median(v) if v else None for s, v in per_system.items()}
+        cells = [fmt(per_system[s], unit) for s in systems]
+        ratios = []
+        for s in systems:
+            if s == "nginx":
+                continue
+            if meds.get("nginx") and meds.get(s) is not None:
+                ratios.append(f"{meds[s] / meds['nginx']:.2f}×")
+            else:
+                ratios.append("n/a")
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+
+    for scenario in SCENARIOS:
+        row(f"{scenario} (req/s)", {s: [r["rps"] for r in results[s][scenario]] for s in systems})
+        if scenario.startswith("keep-alive"):
+            lines_p = {s: [r["p50_ms"] * 1000 for r in results[s][scenario]] for s in systems}
+            row("  p50 latency (µs)", lines_p)
+            row("  p99 latency (µs)", {s: [r["p99_ms"] * 1000 for r in results[s][scenario]] for s in systems})
+    row("peak PSS during keep-alive run (MB)", rss)
+    if any(idle.values()):
+        row(f"PSS growth per 10,000 idle TLS connections (MB; {args.idle:,} held, scaled)", idle)
+    failures = [f"{s}: {sc}" for s in systems for sc in SCENARIOS
+                if any(r["ok_ratio"] < 0.999 for r in results[s][sc])]
+    lines += ["", "Non-200 answers above 0.1 %: " + (", ".join(failures) if failures else "none") + "."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
