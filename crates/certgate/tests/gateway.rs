@@ -533,3 +533,61 @@ fn check_reports_located_errors_and_success() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not match"), "{stderr}");
 }
+
+#[tokio::test]
+async fn consistent_hash_keeps_a_caller_on_one_server() {
+    let pki = Pki::new();
+    let (first, seen_first) = start_upstream();
+    let (second, seen_second) = start_upstream();
+    let yaml = base_config(&pki, first, &auth(&pki, VERIFY_ON), "").replace(
+        &format!("    servers: [\"{first}\"]\n"),
+        &format!("    servers: [\"{first}\", \"{second}\"]\n    lb: consistent_hash\n"),
+    );
+    assert!(yaml.contains("consistent_hash"), "{yaml}");
+    let gw = start_gateway(&pki, &yaml);
+    let mut reached = Vec::new();
+    for cn in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let cert = client_cert(cn, &pki.ca);
+        let http = client(&pki, &gw, Some((&[&cert], &cert)), false);
+        let before = (seen_first.count(), seen_second.count());
+        for _ in 0..5 {
+            assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+        }
+        let after = (seen_first.count(), seen_second.count());
+        let delta = (after.0 - before.0, after.1 - before.1);
+        assert!(
+            delta == (5, 0) || delta == (0, 5),
+            "{cn} was spread over servers: {delta:?}"
+        );
+        reached.push(delta.0 == 5);
+    }
+    // Six identities over two servers: the hash spreads them (all on one is 1 in 32).
+    assert!(
+        reached.iter().any(|r| *r) && reached.iter().any(|r| !*r),
+        "{reached:?}"
+    );
+}
+
+#[tokio::test]
+async fn health_checks_take_a_dead_server_out_of_rotation() {
+    let pki = Pki::new();
+    let (alive, seen) = start_upstream();
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = base_config(&pki, alive, &auth(&pki, VERIFY_ON), "").replace(
+        &format!("    servers: [\"{alive}\"]\n"),
+        &format!("    servers: [\"{alive}\", \"{dead}\"]\n    health_check: {{ type: tcp, interval: 1s }}\n"),
+    );
+    let gw = start_gateway(&pki, &yaml);
+    let alice = client_cert("alice", &pki.ca);
+    let http = client(&pki, &gw, Some((&[&alice], &alice)), false);
+    // The first check runs at start; give it a moment to mark the dead server down.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for _ in 0..10 {
+        assert_eq!(http.get(gw.url("/")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(seen.count(), 10);
+}

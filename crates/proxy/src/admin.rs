@@ -71,10 +71,7 @@ impl Admin {
 /// Whether health checks leave at least one server of `upstream` up (the request path falls
 /// back to a down one, as nginx does; readiness must not).
 fn has_healthy_backend(upstream: &crate::compile::CompiledUpstream) -> bool {
-    match &upstream.balancer {
-        crate::compile::Balancer::RoundRobin(lb) => lb.select(b"", 256).is_some(),
-        crate::compile::Balancer::Random(lb) => lb.select(b"", 256).is_some(),
-    }
+    upstream.has_healthy_backend()
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

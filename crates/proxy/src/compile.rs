@@ -16,7 +16,7 @@ use certgate_config::{
 use certgate_identity::{HeaderPlan, Template};
 use certgate_pki::ChainVerifier;
 use http::HeaderName;
-use pingora::lb::selection::{Random, RoundRobin};
+use pingora::lb::selection::{Consistent, Random, RoundRobin};
 use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::tls::CaType;
@@ -74,6 +74,19 @@ pub struct CompiledRoute {
 pub enum Balancer {
     RoundRobin(Arc<LoadBalancer<RoundRobin>>),
     Random(Arc<LoadBalancer<Random>>),
+    /// Ketama hashing on the caller's identity (see [`CompiledUpstream::hash_key`]).
+    Consistent(Arc<LoadBalancer<Consistent>>),
+}
+
+/// Runs the same expression on whichever load balancer an upstream has.
+macro_rules! with_lb {
+    ($balancer:expr, $lb:ident => $body:expr) => {
+        match $balancer {
+            Balancer::RoundRobin($lb) => $body,
+            Balancer::Random($lb) => $body,
+            Balancer::Consistent($lb) => $body,
+        }
+    };
 }
 
 pub struct CompiledUpstream {
@@ -136,14 +149,24 @@ impl CompiledUpstream {
     /// nginx does: a health check that lags a restarted backend must not turn into a 502
     /// outage, and a backend that really is down still answers 502 on connect.
     pub fn select(&self, key: &[u8]) -> Option<Backend> {
-        match &self.balancer {
-            Balancer::RoundRobin(lb) => lb
-                .select(key, 256)
-                .or_else(|| lb.select_with(key, 256, |_, _| true)),
-            Balancer::Random(lb) => lb
-                .select(key, 256)
-                .or_else(|| lb.select_with(key, 256, |_, _| true)),
-        }
+        with_lb!(&self.balancer, lb => lb
+            .select(key, 256)
+            .or_else(|| lb.select_with(key, 256, |_, _| true)))
+    }
+
+    /// Whether health checks leave at least one server up.
+    pub fn has_healthy_backend(&self) -> bool {
+        with_lb!(&self.balancer, lb => lb.select(b"", 256).is_some())
+    }
+
+    /// The servers and their health, for the health-check service.
+    pub fn backends(&self) -> &Backends {
+        with_lb!(&self.balancer, lb => lb.backends())
+    }
+
+    /// Whether requests carry a hash key (`lb: consistent_hash`).
+    pub fn is_consistent_hash(&self) -> bool {
+        matches!(self.balancer, Balancer::Consistent(_))
     }
 }
 
@@ -213,13 +236,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         let balancer = match upstream.lb {
             LbPolicy::RoundRobin => Balancer::RoundRobin(Arc::new(build_lb(discovery, &probe))),
             LbPolicy::Random => Balancer::Random(Arc::new(build_lb(discovery, &probe))),
-            LbPolicy::ConsistentHash => {
-                errors.push(config.error_at(
-                    &format!("{key}.lb"),
-                    "consistent_hash is not supported yet; use round_robin or random",
-                ));
-                continue;
-            }
+            LbPolicy::ConsistentHash => Balancer::Consistent(Arc::new(build_lb(discovery, &probe))),
         };
         upstreams.insert(
             name.clone(),

@@ -13,6 +13,7 @@ pub mod access_log;
 pub mod admin;
 pub mod compile;
 pub mod forward;
+pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod reload;
@@ -197,25 +198,6 @@ pub fn build_server(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut health_checks = Vec::new();
-    for upstream in compiled.upstreams.values() {
-        if upstream.health_check.is_some() {
-            match &upstream.balancer {
-                compile::Balancer::RoundRobin(lb) => {
-                    health_checks.push(pingora::services::background::GenBackgroundService::new(
-                        format!("health check {}", upstream.name),
-                        lb.clone(),
-                    ))
-                }
-                compile::Balancer::Random(_) => {
-                    tracing::warn!(
-                        "health checks run only for round_robin upstreams in this release"
-                    );
-                }
-            }
-        }
-    }
-
     let expiry = metrics::expiry_entries(config, &compiled);
     let shared = Shared::new(compiled, &config.log);
     shared.metrics.set_expiry(&expiry);
@@ -263,8 +245,9 @@ pub fn build_server(
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);
     }
-    for hc in health_checks {
-        server.add_service(hc);
-    }
+    server.add_service(pingora::services::background::background_service(
+        "health checks",
+        health::HealthChecks::new(shared.clone()),
+    ));
     Ok(server)
 }

@@ -342,7 +342,21 @@ impl ProxyHttp for Gateway {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
-        let backend = route.upstream.select(b"").ok_or_else(|| {
+        // consistent_hash: the same caller keeps reaching the same server — by certificate
+        // (SHA-256 fingerprint) when there is one, else by client address (nginx's ip_hash).
+        let hash_key: Vec<u8> = if route.upstream.is_consistent_hash() {
+            match ctx.conn.as_ref().and_then(|c| c.cert.as_ref()) {
+                Some(cert) => cert.fingerprint_sha256_hex().as_bytes().to_vec(),
+                None => session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string().into_bytes())
+                    .unwrap_or_default(),
+            }
+        } else {
+            Vec::new()
+        };
+        let backend = route.upstream.select(&hash_key).ok_or_else(|| {
             Error::explain(
                 ErrorType::HTTPStatus(502),
                 format!("upstream `{}` has no healthy server", route.upstream.name),
