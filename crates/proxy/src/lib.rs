@@ -11,6 +11,7 @@
 
 pub mod access_log;
 pub mod admin;
+mod cert_cache;
 pub mod compile;
 pub mod forward;
 pub mod health;

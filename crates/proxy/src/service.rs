@@ -451,7 +451,10 @@ impl ProxyHttp for Gateway {
         } else if e.esource() == &ErrorSource::Upstream
             && matches!(
                 e.etype(),
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+                ErrorType::ReadError
+                    | ErrorType::WriteError
+                    | ErrorType::ConnectionClosed
+                    | ErrorType::H2Error
             )
         {
             // With TLS 1.3 the client's handshake completes before the server has checked

@@ -149,6 +149,7 @@ impl ResolvesServerCert for SniResolver {
 struct HandshakeHook {
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
+    certs: crate::cert_cache::ClientCertCache,
 }
 
 #[async_trait]
@@ -177,8 +178,8 @@ impl TlsAccept for HandshakeHook {
                     },
                     None => (VerifyResult::None, None),
                 };
-                let cert = match ClientCert::from_chain(chain) {
-                    Ok(cert) => Some(Arc::new(cert)),
+                let cert = match self.certs.get_or_parse(chain) {
+                    Ok(cert) => Some(cert),
                     Err(e) => {
                         tracing::info!(server = %server.name, "client certificate could not be parsed: {e}");
                         None
@@ -255,6 +256,7 @@ pub fn listener_settings(
     let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeHook {
         shared: shared.clone(),
         addr: group.addr,
+        certs: Default::default(),
     }))?;
     settings.set_cert_resolver(Arc::new(SniResolver {
         shared: shared.clone(),
