@@ -214,15 +214,23 @@ pub struct ReopenOnUsr1 {
 
 #[async_trait]
 impl BackgroundService for ReopenOnUsr1 {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// Ready (so the listeners may open) only once SIGUSR1 is handled: its default action
+    /// would end the process.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: pingora::services::ServiceReadyNotifier,
+    ) {
         let mut usr1 =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("cannot listen for SIGUSR1, access log reopen disabled: {e}");
+                    ready.notify_ready();
                     return;
                 }
             };
+        ready.notify_ready();
         loop {
             tokio::select! {
                 _ = usr1.recv() => self.log.reopen(),

@@ -42,6 +42,10 @@ pub struct Compiled {
 pub struct ListenerGroup {
     pub addr: SocketAddr,
     pub servers: Vec<usize>,
+    /// TLS versions offered on the address, and whether sessions may be resumed: one
+    /// rustls configuration serves every server on an address, so they must agree.
+    pub protocols: Vec<certgate_config::TlsProtocol>,
+    pub session_resumption: bool,
 }
 
 pub struct CompiledServer {
@@ -255,18 +259,6 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
     for (si, server) in config.servers.iter().enumerate() {
         let key = format!("servers[{si}]");
         let tls = &server.tls;
-        if tls.protocols.len() != 2 {
-            errors.push(config.error_at(
-                &format!("{key}.tls.protocols"),
-                "restricting protocols to one TLS version is not supported yet: pingora's rustls listener always offers TLSv1.2 and TLSv1.3",
-            ));
-        }
-        if !tls.session_resumption {
-            errors.push(config.error_at(
-                &format!("{key}.tls.session_resumption"),
-                "session_resumption: false is not supported yet",
-            ));
-        }
         let certified_key = match load_certified_key(
             "server certificate",
             config,
@@ -406,15 +398,44 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
 
     let mut listeners: Vec<ListenerGroup> = Vec::new();
     for (si, server) in config.servers.iter().enumerate() {
+        let tls = &server.tls;
         for addr in &server.listen {
             match listeners.iter_mut().find(|l| l.addr == *addr) {
-                Some(group) => group.servers.push(si),
+                Some(group) => {
+                    // The protocol version is agreed before SNI picks a server, so one
+                    // address cannot offer different versions per server.
+                    let first = &config.servers[group.servers[0]];
+                    for (setting, differs) in [
+                        ("protocols", group.protocols != tls.protocols),
+                        (
+                            "session_resumption",
+                            group.session_resumption != tls.session_resumption,
+                        ),
+                    ] {
+                        if differs {
+                            errors.push(config.error_at(
+                                &format!("servers[{si}].tls.{setting}"),
+                                format!(
+                                    "differs from server `{}`, which also listens on {addr}; \
+                                     servers sharing a listen address must agree on tls.{setting}",
+                                    first.name
+                                ),
+                            ));
+                        }
+                    }
+                    group.servers.push(si);
+                }
                 None => listeners.push(ListenerGroup {
                     addr: *addr,
                     servers: vec![si],
+                    protocols: tls.protocols.clone(),
+                    session_resumption: tls.session_resumption,
                 }),
             }
         }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
     }
 
     Ok(Compiled {

@@ -15,6 +15,7 @@ mod cert_cache;
 pub mod compile;
 pub mod forward;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod observe;
 pub mod reload;
@@ -55,12 +56,12 @@ pub struct Shared {
     pub(crate) fixed_at_start:
         std::sync::OnceLock<(Option<std::net::SocketAddr>, std::time::Duration)>,
     next_generation: AtomicU64,
-    /// The chain verifier each listener's rustls verifier reads (for CertificateRequest
-    /// names and `on_failure: handshake`), re-pointed on every swap.
-    listener_verifiers: std::sync::Mutex<
+    /// The TLS acceptor of each listen address, rebuilt from every new configuration
+    /// (the listeners own them; weak here so they do not own `Shared` in a cycle).
+    acceptors: std::sync::Mutex<
         Vec<(
             std::net::SocketAddr,
-            Arc<ArcSwap<certgate_pki::ChainVerifier>>,
+            std::sync::Weak<listener::AcceptorSlot>,
         )>,
     >,
 }
@@ -90,30 +91,26 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             fixed_at_start: std::sync::OnceLock::new(),
             next_generation: AtomicU64::new(1),
-            listener_verifiers: std::sync::Mutex::new(Vec::new()),
+            acceptors: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    pub(crate) fn register_listener_verifier(
+    pub(crate) fn register_acceptor(
         &self,
         addr: std::net::SocketAddr,
-        verifier: Arc<ArcSwap<certgate_pki::ChainVerifier>>,
+        slot: std::sync::Weak<listener::AcceptorSlot>,
     ) {
-        if let Ok(mut list) = self.listener_verifiers.lock() {
-            list.push((addr, verifier));
+        if let Ok(mut list) = self.acceptors.lock() {
+            list.push((addr, slot));
         }
     }
 
     /// Installs a new configuration; new handshakes and new requests use it, requests in
     /// flight keep the snapshot they started with.
-    pub fn swap(&self, compiled: Compiled) -> u64 {
+    pub fn swap(self: &Arc<Self>, compiled: Compiled) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        if let Ok(list) = self.listener_verifiers.lock() {
-            for (addr, slot) in list.iter() {
-                if let Some(verifier) = tls::listener_chain_verifier(&compiled, *addr) {
-                    slot.store(verifier);
-                }
-            }
+        if let Ok(list) = self.acceptors.lock() {
+            listener::rebuild_acceptors(self, &compiled, &list);
         }
         let handles = metrics::Handles::new(&self.metrics, &compiled);
         self.current.store(Arc::new(State {
@@ -124,12 +121,6 @@ impl Shared {
         generation
     }
 }
-
-/// Read buffer below TLS per client connection. pingora's default of 64 KiB made an idle
-/// connection cost ~115 KB (5x nginx); 4 KiB (rustls reads in 4 KiB steps) brings it to
-/// ~57 KB with the same keep-alive throughput, where no buffer at all cost ~4 %
-/// (benches/load, idle-connection row).
-const L4_READ_BUFFER: usize = 4 * 1024;
 
 /// The rustls provider certgate uses everywhere, installed as the process default before
 /// pingora installs its own.
@@ -186,10 +177,10 @@ pub fn build_server(
         options.threads
     };
     let conf = ServerConf {
-        threads,
+        // pingora's own services (admin, background tasks) need one thread each; the
+        // proxy runs on `threads` workers of its own (`listener`).
+        threads: 1,
         upstream_keepalive_pool_size: compiled.keepalive_pool_size,
-        // One runtime per thread: fewer cross-thread wake-ups; measured 3-5 % more
-        // keep-alive requests/s than work stealing on 2 cores (benches/load).
         work_stealing: false,
         // pingora sleeps this long after SIGTERM before dropping what still runs;
         // `shutdown::DrainOnTerm` exits earlier once nothing is in flight.
@@ -212,33 +203,25 @@ pub fn build_server(
         config.admin.as_ref().map(|a| a.listen),
         config.shutdown_grace,
     ));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        service::Gateway::new(shared.clone()),
-        "certgate",
-    );
     let state = shared.current.load();
+    let mut listeners = Vec::new();
     for group in &state.compiled.listeners {
-        let settings = tls::listener_settings(&shared, group)?;
-        proxy.add_listener(
-            pingora::listeners::ListenerConfig::tcp(group.addr.to_string())
-                .tls(settings)
-                .l4_buffer(pingora::listeners::L4BufferSettings::new(
-                    L4_READ_BUFFER,
-                    pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
-                )),
-        );
+        let listener = listener::Listener::bind(&shared, group).map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::BindError, group.addr.to_string(), e)
+        })?;
+        listeners.push(listener);
     }
     drop(state);
-    server.add_service(proxy);
-    server.add_service(pingora::services::background::GenBackgroundService::new(
+    let proxy =
+        pingora::proxy::http_proxy(&server.configuration, service::Gateway::new(shared.clone()));
+    let reload = server.add_service(pingora::services::background::GenBackgroundService::new(
         "reload on SIGHUP".to_string(),
         Arc::new(reload::ReloadOnHangup {
             shared: shared.clone(),
             path: config.file.clone(),
         }),
     ));
-    server.add_service(pingora::services::background::GenBackgroundService::new(
+    let reopen = server.add_service(pingora::services::background::GenBackgroundService::new(
         "reopen access log on SIGUSR1".to_string(),
         Arc::new(access_log::ReopenOnUsr1 {
             log: shared.access_log.clone(),
@@ -263,5 +246,9 @@ pub fn build_server(
         "health checks",
         health::HealthChecks::new(shared.clone()),
     ));
+    // Clients are let in only once SIGHUP and SIGUSR1 are handled.
+    let gateway = server.add_service(listener::GatewayListeners::new(proxy, listeners, threads));
+    gateway.add_dependency(&reload);
+    gateway.add_dependency(&reopen);
     Ok(server)
 }

@@ -28,13 +28,13 @@ fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
 
 /// Loads and compiles `path`, then installs it. Blocking (file I/O, name resolution).
 /// Counts the outcome in `certgate_config_reloads_total`.
-pub fn reload_from(shared: &Shared, path: &std::path::Path) -> Result<u64, ReloadError> {
+pub fn reload_from(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, ReloadError> {
     let outcome = try_reload(shared, path);
     shared.metrics.reload(outcome.is_ok());
     outcome
 }
 
-fn try_reload(shared: &Shared, path: &std::path::Path) -> Result<u64, ReloadError> {
+fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, ReloadError> {
     let config = Config::load(path)?;
     let compiled = compile(&config)?;
     crate::access_log::check_target(&config).map_err(|e| ConfigErrors(vec![e]))?;
@@ -88,15 +88,23 @@ pub struct ReloadOnHangup {
 
 #[async_trait]
 impl BackgroundService for ReloadOnHangup {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// Ready (so the listeners may open) only once SIGHUP is handled: its default action
+    /// would end the process.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: pingora::services::ServiceReadyNotifier,
+    ) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot listen for SIGHUP, reload disabled: {e}");
+                ready.notify_ready();
                 return;
             }
         };
+        ready.notify_ready();
         loop {
             tokio::select! {
                 _ = hangup.recv() => {

@@ -7,15 +7,15 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use certgate_config::{OnFailure, VerifyMode};
+use certgate_config::{OnFailure, TlsProtocol, VerifyMode};
 use certgate_identity::{ClientCert, Identity, PreparedHeaders, TlsInfo, VerifyResult};
 use certgate_pki::{ClientAuthMode, ClientAuthVerifier};
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use rustls::pki_types::UnixTime;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
 
 use crate::compile::{Compiled, CompiledServer, ListenerGroup};
 use crate::Shared;
@@ -240,63 +240,86 @@ pub fn listener_chain_verifier(
         .find_map(|&i| compiled.servers[i].chain_verifier.clone())
 }
 
-/// Builds pingora's TLS settings for one listen address.
-pub fn listener_settings(
+/// The rustls configuration of one listen address, from one configuration generation:
+/// protocol versions, ALPN, session resumption and the client-certificate verifier; the
+/// certificate is picked per handshake by SNI ([`SniResolver`]).
+pub fn server_config(
     shared: &Arc<Shared>,
+    compiled: &Compiled,
     group: &ListenerGroup,
-) -> pingora::Result<TlsSettings> {
-    let state = shared.current.load();
-    let compiled = &state.compiled;
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let servers: Vec<&CompiledServer> = group
         .servers
         .iter()
         .map(|&i| &compiled.servers[i])
         .collect();
-
-    let mut settings = TlsSettings::with_callbacks(Box::new(HandshakeHook {
-        shared: shared.clone(),
-        addr: group.addr,
-        certs: Default::default(),
-    }))?;
-    settings.set_cert_resolver(Arc::new(SniResolver {
-        shared: shared.clone(),
-        addr: group.addr,
-    }));
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = group
+        .protocols
+        .iter()
+        .map(|p| match p {
+            TlsProtocol::Tls12 => &rustls::version::TLS12,
+            TlsProtocol::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
+    let builder = ServerConfig::builder_with_provider(crate::crypto_provider())
+        .with_protocol_versions(&versions)?;
 
     // A rustls listener has one verifier for all servers on the address. Failing the
     // handshake itself is only possible when a single server owns the address;
     // otherwise certificates are requested and each server's policy is applied after
     // the handshake, once SNI has chosen the server.
-    if let Some(verifier) = listener_chain_verifier(compiled, group.addr) {
-        let first = servers.iter().find(|s| s.chain_verifier.is_some());
-        let mode = match first {
-            Some(s)
-                if servers.len() == 1
-                    && s.verify == VerifyMode::On
-                    && s.on_failure == OnFailure::Handshake =>
-            {
-                ClientAuthMode::Require
-            }
-            _ => ClientAuthMode::Request,
-        };
-        let chain = Arc::new(ArcSwap::new(verifier));
-        shared.register_listener_verifier(group.addr, chain.clone());
-        let verifier = Arc::new(ClientAuthVerifier::new(
-            mode,
-            chain,
-            crate::crypto_provider(),
-        ));
-        settings.set_client_cert_verifier(Arc::new(crate::tls_metrics::CountingVerifier {
-            inner: verifier,
-            shared: shared.clone(),
-            addr: group.addr,
-        }));
-    }
-    let h2 = servers.iter().any(|s| s.alpn_h2);
-    if h2 {
-        settings.enable_h2();
+    let builder = match listener_chain_verifier(compiled, group.addr) {
+        Some(verifier) => {
+            let first = servers.iter().find(|s| s.chain_verifier.is_some());
+            let mode = match first {
+                Some(s)
+                    if servers.len() == 1
+                        && s.verify == VerifyMode::On
+                        && s.on_failure == OnFailure::Handshake =>
+                {
+                    ClientAuthMode::Require
+                }
+                _ => ClientAuthMode::Request,
+            };
+            let verifier = Arc::new(ClientAuthVerifier::new(
+                mode,
+                Arc::new(ArcSwap::new(verifier)),
+                crate::crypto_provider(),
+            ));
+            builder.with_client_cert_verifier(Arc::new(crate::tls_metrics::CountingVerifier {
+                inner: verifier,
+                shared: shared.clone(),
+                addr: group.addr,
+            }))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver {
+        shared: shared.clone(),
+        addr: group.addr,
+    }));
+    config.alpn_protocols = if servers.iter().any(|s| s.alpn_h2) {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
-        settings.set_alpn(pingora::listeners::ALPN::H1);
+        vec![b"http/1.1".to_vec()]
+    };
+    if !group.session_resumption {
+        // No session cache and no tickets (rustls's default ticketer issues none): every
+        // handshake is a full one, as nginx's `ssl_session_cache off; ssl_session_tickets off;`.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
     }
-    Ok(settings)
+    Ok(Arc::new(config))
+}
+
+/// The post-handshake hook of one listen address: computes each connection's identity.
+pub(crate) fn handshake_hook(
+    shared: &Arc<Shared>,
+    addr: std::net::SocketAddr,
+) -> impl TlsAccept + Send + Sync {
+    HandshakeHook {
+        shared: shared.clone(),
+        addr,
+        certs: Default::default(),
+    }
 }

@@ -1,0 +1,285 @@
+//! The client-facing listeners: sockets, worker threads, accept loops and TLS handshakes.
+//!
+//! Each worker thread runs its own single-threaded runtime and its own accept loop on every
+//! listen address, so a connection is served by the thread whose I/O driver watches its
+//! socket, like nginx's worker processes. (pingora's listening service accepts on one
+//! runtime and hands each connection to a random one, so every read on half of the
+//! connections was a cross-thread wake-up.) The rustls configuration of each address is
+//! built here from the config (`tls.protocols`, `tls.session_resumption`, ALPN, client
+//! authentication) and swapped on reload; the HTTP side is pingora's `HttpProxy`.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::tls::server::handshake_with_callback;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::proxy::HttpProxy;
+use pingora::server::{ListenFds, ShutdownWatch};
+
+use crate::compile::ListenerGroup;
+use crate::service::Gateway;
+use crate::Shared;
+
+/// As pingora's listener: a client gets this long to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The TLS acceptor of one listen address, replaced on every configuration swap.
+pub(crate) type AcceptorSlot = ArcSwap<Acceptor>;
+
+/// One listen address.
+pub struct Listener {
+    addr: SocketAddr,
+    /// Bound at startup (so a busy address is reported then), listening once the service
+    /// starts.
+    socket: socket2::Socket,
+    acceptor: Arc<AcceptorSlot>,
+    hook: Box<dyn TlsAccept + Send + Sync>,
+}
+
+impl Listener {
+    /// Binds `group.addr` and builds its TLS acceptor from the current configuration.
+    pub fn bind(shared: &Arc<Shared>, group: &ListenerGroup) -> std::io::Result<Listener> {
+        let socket = bind(group.addr)?;
+        let state = shared.current.load();
+        let config = crate::tls::server_config(shared, &state.compiled, group)
+            .map_err(|e| std::io::Error::other(format!("TLS settings: {e}")))?;
+        let acceptor = Arc::new(ArcSwap::from_pointee(Acceptor::from_server_config(config)));
+        shared.register_acceptor(group.addr, Arc::downgrade(&acceptor));
+        Ok(Listener {
+            addr: group.addr,
+            socket,
+            acceptor,
+            hook: Box::new(crate::tls::handshake_hook(shared, group.addr)),
+        })
+    }
+}
+
+/// A bound, non-blocking socket with `SO_REUSEADDR`, as nginx binds.
+fn bind(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// nginx's default `listen ... backlog=511`.
+const BACKLOG: i32 = 511;
+
+/// Rebuilds the TLS acceptor of every listen address from a new configuration generation.
+pub(crate) fn rebuild_acceptors(
+    shared: &Arc<Shared>,
+    compiled: &crate::Compiled,
+    slots: &[(SocketAddr, Weak<AcceptorSlot>)],
+) {
+    for (addr, slot) in slots {
+        let (Some(slot), Some(group)) = (
+            slot.upgrade(),
+            compiled.listeners.iter().find(|g| g.addr == *addr),
+        ) else {
+            continue;
+        };
+        match crate::tls::server_config(shared, compiled, group) {
+            Ok(config) => slot.store(Arc::new(Acceptor::from_server_config(config))),
+            Err(e) => tracing::error!(
+                listen = %addr,
+                "cannot apply the new TLS settings, keeping the previous ones: {e}"
+            ),
+        }
+    }
+}
+
+/// The pingora service that runs the worker threads. pingora gives it one thread of its
+/// own, which only waits for shutdown.
+pub struct GatewayListeners {
+    app: Arc<HttpProxy<Gateway>>,
+    listeners: Vec<Arc<Listener>>,
+    workers: usize,
+}
+
+impl GatewayListeners {
+    pub fn new(app: HttpProxy<Gateway>, listeners: Vec<Listener>, workers: usize) -> Self {
+        GatewayListeners {
+            app: Arc::new(app),
+            listeners: listeners.into_iter().map(Arc::new).collect(),
+            workers: workers.max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl pingora::services::Service for GatewayListeners {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let mut listening = Vec::new();
+        for listener in &self.listeners {
+            match listener.socket.listen(BACKLOG) {
+                Ok(()) => listening.push(listener.clone()),
+                Err(e) => {
+                    // Bound at startup, so this is rare; serving without the address is
+                    // not an option.
+                    tracing::error!(listen = %listener.addr, "cannot listen: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        for worker in 0..self.workers {
+            let app = self.app.clone();
+            let listeners = listening.clone();
+            let shutdown = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("certgate-w{worker}"))
+                .spawn(move || run_worker(app, listeners, shutdown));
+            if let Err(e) = spawned {
+                tracing::error!("cannot start worker thread {worker}: {e}");
+            }
+        }
+        // The workers hold their own handles; dropping these lets the sockets close (new
+        // connections refused) once every accept loop has stopped at shutdown.
+        self.listeners.clear();
+        drop(listening);
+        let mut shutdown = shutdown;
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        "certgate"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+}
+
+fn run_worker(
+    app: Arc<HttpProxy<Gateway>>,
+    listeners: Vec<Arc<Listener>>,
+    shutdown: ShutdownWatch,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start a worker runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut loops = Vec::new();
+        for listener in listeners {
+            // Each worker registers its own handle on the socket with its own I/O driver.
+            let socket = listener
+                .socket
+                .try_clone()
+                .and_then(|s| tokio::net::TcpListener::from_std(s.into()));
+            match socket {
+                Ok(socket) => loops.push(tokio::spawn(accept_loop(
+                    socket,
+                    listener,
+                    app.clone(),
+                    shutdown.clone(),
+                ))),
+                Err(e) => tracing::error!(listen = %listener.addr, "cannot accept: {e}"),
+            }
+        }
+        for accept in loops {
+            let _ = accept.await;
+        }
+        // Accepting has stopped (shutdown): keep serving the connections in flight until
+        // the process exits.
+        std::future::pending::<()>().await;
+    });
+}
+
+async fn accept_loop(
+    socket: tokio::net::TcpListener,
+    listener: Arc<Listener>,
+    app: Arc<HttpProxy<Gateway>>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                tokio::spawn(serve(
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    app.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(listen = %listener.addr, "accept() failed: {e}");
+                // Out of descriptors (EMFILE, ENFILE): accept() fails at once until one is
+                // freed, so pause rather than spin.
+                if matches!(e.raw_os_error(), Some(23 | 24)) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One client connection: TLS handshake, then HTTP requests until the connection ends.
+async fn serve(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    app: Arc<HttpProxy<Gateway>>,
+    shutdown: ShutdownWatch,
+) {
+    let mut stream = L4Stream::from(tcp);
+    if let Err(e) = stream.set_nodelay() {
+        tracing::debug!(%peer, "TCP_NODELAY: {e}");
+    }
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(peer.into()));
+    stream.set_socket_digest(digest);
+
+    let acceptor = listener.acceptor.load_full();
+    let handshake = handshake_with_callback(&acceptor, stream, listener.hook.as_ref());
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listen = %listener.addr, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, listen = %listener.addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    drop(acceptor);
+    let mut next = app.process_new(Box::new(tls), &shutdown).await;
+    while let Some(stream) = next {
+        next = app.process_new(stream, &shutdown).await;
+    }
+}
