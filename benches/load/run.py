@@ -12,7 +12,7 @@ Writes benches/RESULTS.md: medians and min-max of every scenario, and each syste
 ratio to nginx measured in the same run. Nothing here asserts a speed: this is a
 measurement, not a test.
 
-Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--quick]
+Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
 Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
 certgate (`cargo build --release`; built if missing).
 """
@@ -93,10 +93,6 @@ http {{
 
 
 def certgate_conf(work: Path, pki: Path, resumption: bool) -> list:
-    # `session_resumption: false` is not available (pingora's rustls listener does not expose
-    # rustls's session storage); the full-handshake rows rely on the load generator not
-    # resuming (see FULL_HANDSHAKE_ARGS).
-    del resumption
     conf = work / "certgate.yaml"
     conf.write_text(f"""
 log:
@@ -108,6 +104,7 @@ servers:
     tls:
       cert: {pki}/srv.crt
       key: {pki}/srv.key
+      session_resumption: {"true" if resumption else "false"}
     client_auth:
       verify: on
       ca: {pki}/ca.crt
@@ -311,9 +308,8 @@ def oha(pki: Path, duration: int, extra: list) -> dict:
 
 
 def s_time(pki: Path, duration: int, procs: int = 4) -> dict:
-    """Full handshakes: `openssl s_time -new` never offers a session to resume, whatever the
-    server allows (oha's rustls client always resumes, and certgate cannot turn resumption
-    off), so every system does the same full mTLS handshake plus one GET per connection."""
+    """Full handshakes from OpenSSL's client: `openssl s_time -new` never offers a session to
+    resume, so every system does the same full mTLS handshake plus one GET per connection."""
     cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{PORT}", "-new", "-time", str(duration),
            "-cert", str(pki / "cli.crt"), "-key", str(pki / "cli.key"), "-CAfile", str(pki / "ca.crt"),
            "-www", "/"]
@@ -342,8 +338,13 @@ SCENARIOS = {
     # name: (pki, server-side resumption, load generator)
     "keep-alive HTTP/1.1, 64 connections": ("ecdsa", True, ["-c", "64", "--http-version", "1.1"]),
     "HTTP/2, 8 connections x 8 streams": ("ecdsa", True, ["-c", "8", "-p", "8", "--http2"]),
-    "full mTLS handshakes/s, ECDSA P-256": ("ecdsa", False, "s_time"),
-    "full mTLS handshakes/s, RSA-2048": ("rsa2048", False, "s_time"),
+    # oha's rustls client resumes whenever it can: the servers turn resumption off.
+    "full mTLS handshakes/s, ECDSA P-256 (oha, resumption off)": (
+        "ecdsa", False, ["-c", "16", "--disable-keepalive"]),
+    "full mTLS handshakes/s, RSA-2048 (oha, resumption off)": (
+        "rsa2048", False, ["-c", "16", "--disable-keepalive"]),
+    "full mTLS handshakes/s, ECDSA P-256 (4 openssl s_time -new)": ("ecdsa", False, "s_time"),
+    "full mTLS handshakes/s, RSA-2048 (4 openssl s_time -new)": ("rsa2048", False, "s_time"),
     "resumed handshakes/s, ECDSA P-256 (oha, new connection per request)": (
         "ecdsa", True, ["-c", "16", "--disable-keepalive"]),
 }
@@ -470,8 +471,10 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
         f"- nginx: {version(['nginx', '-v'])}; HAProxy: {version(['haproxy', '-v'])}",
         f"- load generator: {version(['oha', '--version'])}, on the same cores; it used "
         f"{statistics.median(loadgen_cpu) if loadgen_cpu else 0:.2f} CPU-seconds per second (median)",
-        "- full handshakes are driven by 4 `openssl s_time -new -www /` processes (no resumption"
-        " offered); every other row by oha",
+        "- full handshakes: oha with `--disable-keepalive` against servers with session resumption"
+        " off (nginx `ssl_session_cache off; ssl_session_tickets off`, HAProxy `no-tls-tickets`,"
+        " `tune.ssl.cachesize 0`, certgate `session_resumption: false`), and 4 `openssl s_time -new"
+        " -www /` processes (OpenSSL's client, no resumption offered); every other row by oha",
         "- same PKI for all (root → intermediate → leaf, certgate certs), client certificate required,"
         " verify depth 2, the nginx identity headers, keep-alive to one nginx `return 200` upstream",
         "",

@@ -19,8 +19,12 @@ use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::server::handshake_with_callback;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    TimingDigest, UniqueID, UniqueIDType,
+};
 use pingora::proxy::HttpProxy;
 use pingora::server::{ListenFds, ShutdownWatch};
 
@@ -265,6 +269,7 @@ async fn serve(
     stream.set_socket_digest(digest);
 
     let acceptor = listener.acceptor.load_full();
+    let stream = ClientSocket::new(stream);
     let handshake = handshake_with_callback(&acceptor, stream, listener.hook.as_ref());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
@@ -281,5 +286,105 @@ async fn serve(
     let mut next = app.process_new(Box::new(tls), &shutdown).await;
     while let Some(stream) = next {
         next = app.process_new(stream, &shutdown).await;
+    }
+}
+
+/// pingora's default write buffer below TLS on listeners: TLS records written before a
+/// flush (a response's header and body) leave in one segment.
+const WRITE_BUFFER: usize = 1460;
+
+/// A client socket with pingora's small write buffer. pingora sets its L4 buffers only on
+/// the sockets its own listeners accept; without one, every TLS record of a response was a
+/// `sendto` of its own.
+#[derive(Debug)]
+struct ClientSocket(tokio::io::BufWriter<L4Stream>);
+
+impl ClientSocket {
+    fn new(stream: L4Stream) -> Self {
+        ClientSocket(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, stream))
+    }
+}
+
+impl tokio::io::AsyncRead for ClientSocket {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientSocket {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for ClientSocket {
+    async fn shutdown(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.0.flush().await;
+        Shutdown::shutdown(self.0.get_mut()).await;
+    }
+}
+
+impl UniqueID for ClientSocket {
+    fn id(&self) -> UniqueIDType {
+        self.0.get_ref().id()
+    }
+}
+
+impl Ssl for ClientSocket {}
+
+#[async_trait]
+impl Peek for ClientSocket {}
+
+impl GetTimingDigest for ClientSocket {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.0.get_ref().get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.0.get_ref().get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.0.get_ref().get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for ClientSocket {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.0.get_ref().get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.0.get_mut().set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for ClientSocket {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.0.get_ref().get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.0.get_mut().set_socket_digest(digest)
     }
 }
