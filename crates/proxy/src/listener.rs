@@ -269,7 +269,7 @@ async fn serve(
     stream.set_socket_digest(digest);
 
     let acceptor = listener.acceptor.load_full();
-    let stream = ClientSocket::new(stream);
+    let (stream, buffer_writes) = ClientSocket::new(stream);
     let handshake = handshake_with_callback(&acceptor, stream, listener.hook.as_ref());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
@@ -283,6 +283,7 @@ async fn serve(
         }
     };
     drop(acceptor);
+    buffer_writes.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut next = app.process_new(Box::new(tls), &shutdown).await;
     while let Some(stream) = next {
         next = app.process_new(stream, &shutdown).await;
@@ -293,15 +294,25 @@ async fn serve(
 /// flush (a response's header and body) leave in one segment.
 const WRITE_BUFFER: usize = 1460;
 
-/// A client socket with pingora's small write buffer. pingora sets its L4 buffers only on
-/// the sockets its own listeners accept; without one, every TLS record of a response was a
-/// `sendto` of its own.
+/// A client socket with pingora's small write buffer once the handshake is done. pingora
+/// sets its L4 buffers only on the sockets its own listeners accept; without one, every TLS
+/// record of a response was a `sendto` of its own. During the handshake writes go straight
+/// out: a failed handshake ends without a flush, and its alert must still reach the client.
 #[derive(Debug)]
-struct ClientSocket(tokio::io::BufWriter<L4Stream>);
+struct ClientSocket {
+    io: tokio::io::BufWriter<L4Stream>,
+    buffered: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl ClientSocket {
-    fn new(stream: L4Stream) -> Self {
-        ClientSocket(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, stream))
+    /// The socket, and the switch that turns write buffering on.
+    fn new(stream: L4Stream) -> (Self, Arc<std::sync::atomic::AtomicBool>) {
+        let buffered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let socket = ClientSocket {
+            io: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, stream),
+            buffered: buffered.clone(),
+        };
+        (socket, buffered)
     }
 }
 
@@ -311,7 +322,7 @@ impl tokio::io::AsyncRead for ClientSocket {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -321,21 +332,26 @@ impl tokio::io::AsyncWrite for ClientSocket {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        if self.buffered.load(std::sync::atomic::Ordering::Relaxed) {
+            std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+        } else {
+            // Nothing is buffered before the switch, so writing past the buffer is in order.
+            std::pin::Pin::new(self.io.get_mut()).poll_write(cx, buf)
+        }
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -343,14 +359,14 @@ impl tokio::io::AsyncWrite for ClientSocket {
 impl Shutdown for ClientSocket {
     async fn shutdown(&mut self) {
         use tokio::io::AsyncWriteExt;
-        let _ = self.0.flush().await;
-        Shutdown::shutdown(self.0.get_mut()).await;
+        let _ = self.io.flush().await;
+        Shutdown::shutdown(self.io.get_mut()).await;
     }
 }
 
 impl UniqueID for ClientSocket {
     fn id(&self) -> UniqueIDType {
-        self.0.get_ref().id()
+        self.io.get_ref().id()
     }
 }
 
@@ -361,30 +377,30 @@ impl Peek for ClientSocket {}
 
 impl GetTimingDigest for ClientSocket {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.0.get_ref().get_timing_digest()
+        self.io.get_ref().get_timing_digest()
     }
     fn get_read_pending_time(&self) -> Duration {
-        self.0.get_ref().get_read_pending_time()
+        self.io.get_ref().get_read_pending_time()
     }
     fn get_write_pending_time(&self) -> Duration {
-        self.0.get_ref().get_write_pending_time()
+        self.io.get_ref().get_write_pending_time()
     }
 }
 
 impl GetProxyDigest for ClientSocket {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
+        self.io.get_ref().get_proxy_digest()
     }
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.0.get_mut().set_proxy_digest(digest)
+        self.io.get_mut().set_proxy_digest(digest)
     }
 }
 
 impl GetSocketDigest for ClientSocket {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
+        self.io.get_ref().get_socket_digest()
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest)
+        self.io.get_mut().set_socket_digest(digest)
     }
 }
