@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A config whose only route tags requests with `X-Config: {tag}`; `{admin}` is the admin port.
 fn tagged_config(pki: &Pki, upstream: std::net::SocketAddr, admin: u16, tag: &str) -> String {
@@ -272,6 +273,18 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         sample(&metrics(admin), "certgate_requests_in_flight") == Some(1.0)
     })
     .await;
+    // A keep-alive connection that has been answered and now sits idle.
+    let mut idle = tls_connect(&pki, &gw, &alice).await;
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(gw.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -288,6 +301,18 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         out.stdout != b"200"
     })
     .await;
+    // The idle keep-alive connection is closed at once, as nginx closes them, while the
+    // request in flight still runs.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the idle keep-alive connection stayed open after SIGTERM"
+    );
+    assert!(
+        !slow.is_finished(),
+        "the slow request ended before the check"
+    );
     let fresh = client(&pki, &gw, Some((&[&alice], &alice)), false);
     assert!(
         fresh.get(gw.url("/")).send().await.is_err(),

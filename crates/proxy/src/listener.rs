@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::listeners::TlsAccept;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::server::handshake_with_callback;
+use pingora::protocols::tls::{SslDigest, TlsRef, TlsStream, ALPN};
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
@@ -270,7 +272,13 @@ async fn serve(
 
     let acceptor = listener.acceptor.load_full();
     let (stream, buffer_writes) = ClientSocket::new(stream);
-    let handshake = handshake_with_callback(&acceptor, stream, listener.hook.as_ref());
+    // Boxed, and so is the stream it yields: both are large (the stream ~5 KB) and would
+    // otherwise stay inline in this task's allocation for the connection's life.
+    let handshake = Box::pin(async {
+        handshake_with_callback(&acceptor, stream, listener.hook.as_ref())
+            .await
+            .map(|tls| Box::new(ReadAhead::new(tls)))
+    });
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -284,9 +292,206 @@ async fn serve(
     };
     drop(acceptor);
     buffer_writes.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut next = app.process_new(Box::new(tls), &shutdown).await;
-    while let Some(stream) = next {
-        next = app.process_new(stream, &shutdown).await;
+    if matches!(tls.selected_alpn_proto(), Some(ALPN::H2)) {
+        // pingora runs the whole HTTP/2 connection, idle or not.
+        app.process_new(tls, &shutdown).await;
+        return;
+    }
+    serve_http1(tls, app, shutdown).await;
+}
+
+/// How long a client connection may sit idle after the handshake or between requests:
+/// pingora's 60 s (nginx: `keepalive_timeout 75s`, `client_header_timeout 60s`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP/1.x requests of one connection, as pingora's own loop serves them, except that
+/// between requests the connection waits here, holding only its TLS stream. pingora's
+/// per-request state (its request future with the whole proxy path inline, tens of KB)
+/// exists only once a request's first bytes have arrived, so an idle connection costs
+/// what its TLS session and socket buffers cost.
+async fn serve_http1(
+    mut stream: Box<ReadAhead>,
+    app: Arc<HttpProxy<Gateway>>,
+    mut shutdown: ShutdownWatch,
+) {
+    let mut settings: Option<HttpPersistentSettings> = None;
+    loop {
+        if !next_request(&mut stream, &mut shutdown).await {
+            return;
+        }
+        let mut session = ServerSession::new_http1(stream);
+        match settings.take() {
+            Some(settings) => settings.apply_to_session(&mut session),
+            None => {
+                // What pingora's loop gives the first request of a connection.
+                session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                session.set_keepalive_reuses_remaining(
+                    app.server_options()
+                        .and_then(|options| options.keepalive_request_limit),
+                );
+            }
+        }
+        let Some(reused) = app.process_new_http(session, &shutdown).await else {
+            return;
+        };
+        let (next, persistent) = reused.consume();
+        settings = persistent;
+        // pingora hands back the stream it was given: pipelining (where it would wrap the
+        // stream with bytes read ahead) is never turned on.
+        if !next.as_any().is::<ReadAhead>() {
+            tracing::debug!("pingora returned a stream of another type; closing it");
+            return;
+        }
+        stream = match next.into_any().downcast::<ReadAhead>() {
+            Ok(stream) => stream,
+            Err(_) => return,
+        };
+    }
+}
+
+/// Waits for the first byte of the client's next request. False when the client closed
+/// the connection, it stayed idle too long, or the gateway is shutting down (idle
+/// keep-alive connections close then, as nginx closes them).
+async fn next_request(stream: &mut ReadAhead, shutdown: &mut ShutdownWatch) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        arrived = tokio::time::timeout(IDLE_TIMEOUT, stream.read_ahead()) => {
+            matches!(arrived, Ok(Ok(true)))
+        }
+        _ = shutdown.wait_for(|stopping| *stopping) => false,
+    }
+}
+
+/// The client's TLS stream with room for one byte read ahead: waiting for a request is a
+/// one-byte read, and pingora then reads that byte first.
+#[derive(Debug)]
+struct ReadAhead {
+    tls: TlsStream<ClientSocket>,
+    ahead: Option<u8>,
+}
+
+impl ReadAhead {
+    fn new(tls: TlsStream<ClientSocket>) -> Self {
+        ReadAhead { tls, ahead: None }
+    }
+
+    /// Reads one byte and keeps it: true when one arrived, false at the end of the stream.
+    async fn read_ahead(&mut self) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        if self.ahead.is_some() {
+            return Ok(true);
+        }
+        let mut byte = [0u8; 1];
+        let n = self.tls.read(&mut byte).await?;
+        if n == 1 {
+            self.ahead = Some(byte[0]);
+        }
+        Ok(n == 1)
+    }
+}
+
+impl tokio::io::AsyncRead for ReadAhead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let Some(byte) = self.ahead.filter(|_| buf.remaining() > 0) else {
+            return std::pin::Pin::new(&mut self.tls).poll_read(cx, buf);
+        };
+        self.ahead = None;
+        buf.put_slice(&[byte]);
+        // The rest of the request is usually decrypted already: hand it over in the same
+        // read, so pingora parses the header once. An error or "nothing yet" shows up on
+        // the next read.
+        let _ = std::pin::Pin::new(&mut self.tls).poll_read(cx, buf);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for ReadAhead {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for ReadAhead {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut self.tls).await;
+    }
+}
+
+impl UniqueID for ReadAhead {
+    fn id(&self) -> UniqueIDType {
+        self.tls.id()
+    }
+}
+
+impl Ssl for ReadAhead {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.tls.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.tls.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.tls.selected_alpn_proto()
+    }
+}
+
+#[async_trait]
+impl Peek for ReadAhead {}
+
+impl GetTimingDigest for ReadAhead {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.tls.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.tls.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.tls.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for ReadAhead {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.tls.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.tls.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for ReadAhead {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.tls.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.tls.set_socket_digest(digest)
     }
 }
 
