@@ -1,4 +1,5 @@
-//! The client-facing listeners: sockets, worker threads, accept loops and TLS handshakes.
+//! The client-facing listeners: sockets, worker threads, accept loops, TLS handshakes, and
+//! the wait for each next HTTP/1.x request on a connection.
 //!
 //! Each worker thread runs its own single-threaded runtime and its own accept loop on every
 //! listen address, so a connection is served by the thread whose I/O driver watches its
@@ -336,8 +337,9 @@ async fn serve_http1(
         };
         let (next, persistent) = reused.consume();
         settings = persistent;
-        // pingora hands back the stream it was given: pipelining (where it would wrap the
-        // stream with bytes read ahead) is never turned on.
+        // pingora hands back the stream it was given. HTTP/1.1 pipelining, where bytes of
+        // the next request would already sit in `settings` and waiting for more here would
+        // stall them, is never turned on.
         if !next.as_any().is::<ReadAhead>() {
             tracing::debug!("pingora returned a stream of another type; closing it");
             return;
