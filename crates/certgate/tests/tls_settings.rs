@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use rustls::client::Resumption;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, SupportedProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,20 +31,8 @@ fn client_config(
     alice: &Issued,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![alice.cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(alice.key.serialize_der())),
-        )
-        .unwrap();
+    let mut config = tls_client_config(pki, alice, versions);
     config.resumption = Resumption::in_memory_sessions(32);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
 

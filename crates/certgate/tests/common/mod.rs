@@ -377,19 +377,19 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A raw TLS connection to the gateway (ALPN http/1.1) presenting `cert`, for tests that
-/// watch the connection itself rather than an HTTP client's view of it.
-pub async fn tls_connect(
+/// A rustls client config presenting `cert`, trusting the test CA, offering `versions` and
+/// ALPN http/1.1.
+pub fn tls_client_config(
     pki: &Pki,
-    gateway: &Gateway,
     cert: &Issued,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_client_auth_cert(
@@ -398,9 +398,23 @@ pub async fn tls_connect(
         )
         .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// A raw TLS connection to the gateway (ALPN http/1.1) presenting `cert`, for tests that
+/// watch the connection itself rather than an HTTP client's view of it.
+pub async fn tls_connect(
+    pki: &Pki,
+    gateway: &Gateway,
+    cert: &Issued,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS);
     let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
         .await
         .unwrap()
 }
