@@ -333,6 +333,42 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn a_client_that_hangs_up_mid_request_is_a_499_not_an_error() {
+    let pki = Pki::new();
+    let alice = client_cert("alice", &pki.ca);
+    let (upstream, _seen) = start_upstream();
+    let admin = free_port();
+    let gw = start_gateway(&pki, &tagged_config(&pki, upstream, admin, "x"));
+    // The test upstream answers /slow after 3 seconds; the client leaves before that.
+    let mut conn = tls_connect(&pki, &gw, &alice).await;
+    conn.write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until("the slow request is in flight", || {
+        sample(&metrics(admin), "certgate_requests_in_flight") == Some(1.0)
+    })
+    .await;
+    drop(conn);
+    wait_until("the abandoned request is counted", || {
+        sample(
+            &metrics(admin),
+            r#"certgate_requests_total{code="499",route="/",server="api"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    let access = pki.path("access.log");
+    wait_until("the access log has the request", || {
+        std::fs::read_to_string(&access).is_ok_and(|log| log.contains("/slow"))
+    })
+    .await;
+    let line = std::fs::read_to_string(&access).unwrap();
+    assert!(line.contains(r#""status":499"#), "{line}");
+    // As in nginx, a client going away is not logged as an error of the gateway.
+    let log = gw.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test]
 async fn handshake_refusals_are_counted_with_openssl_reason() {
     let pki = Pki::new();
     let stranger_ca = ca("Stranger CA");

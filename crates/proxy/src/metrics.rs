@@ -317,10 +317,9 @@ impl RouteHandles {
         }
     }
 
-    /// Counts one response; `code` 0 (connection gone before an answer) is counted as 499,
-    /// nginx's "client closed request".
+    /// Counts one response by status (499, nginx's "client closed request", when the
+    /// connection was gone before an answer).
     pub fn count(&self, m: &Metrics, code: u16) {
-        let code = if code == 0 { 499 } else { code };
         let Some(slot) = code
             .checked_sub(100)
             .and_then(|i| self.codes.get(usize::from(i)))

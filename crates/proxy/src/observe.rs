@@ -56,10 +56,12 @@ fn outcome(e: Option<&Error>) -> Outcome {
 }
 
 pub fn request_done(shared: &Shared, session: &Session, e: Option<&Error>, seen: Observed<'_>) {
+    // No response written means the client went away first: nginx's 499, in the access
+    // log and in the metrics alike.
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
-        .unwrap_or(0);
+        .unwrap_or(499);
     let elapsed = seen.started.elapsed();
     let metrics = &shared.metrics;
 

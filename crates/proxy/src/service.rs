@@ -441,6 +441,17 @@ impl ProxyHttp for Gateway {
         crate::observe::request_done(&self.shared, session, e, ctx.observed());
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, e: &Error) -> bool {
+        // A client that hangs up or sends a broken request is not the gateway's error:
+        // nginx logs these at `info`, below its default `error_log` level. The access log
+        // still has the request (499 when nothing was answered).
+        if e.esource() == &ErrorSource::Downstream {
+            tracing::debug!("request ended by the client: {e}");
+            return true;
+        }
+        false
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
