@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -143,13 +144,15 @@ impl pingora::services::Service for GatewayListeners {
                 }
             }
         }
+        let load = Arc::new(WorkerLoad::new(self.workers));
         for worker in 0..self.workers {
             let app = self.app.clone();
             let listeners = listening.clone();
             let shutdown = shutdown.clone();
+            let load = load.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("certgate-w{worker}"))
-                .spawn(move || run_worker(app, listeners, shutdown));
+                .spawn(move || run_worker(app, listeners, shutdown, (load, worker)));
             if let Err(e) = spawned {
                 tracing::error!("cannot start worker thread {worker}: {e}");
             }
@@ -175,10 +178,62 @@ impl pingora::services::Service for GatewayListeners {
     }
 }
 
+/// Open client connections per worker thread.
+///
+/// A worker holding more than its share waits a moment before its next accept, so the
+/// others take the next connections, as nginx's `ngx_accept_disabled` does. Without it, a
+/// burst of connections (64 clients starting at once) goes to whichever worker woke first
+/// and stays there for the connections' life, leaving the other core idle.
+struct WorkerLoad {
+    open: Box<[AtomicUsize]>,
+}
+
+/// How long a worker over its share holds back before accepting anyway, so a busy or
+/// stalled peer never delays a new connection by more than this.
+const ACCEPT_DEFER: Duration = Duration::from_millis(1);
+
+impl WorkerLoad {
+    fn new(workers: usize) -> WorkerLoad {
+        WorkerLoad {
+            open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// More than one connection above the least loaded other worker.
+    fn over_share(&self, worker: usize) -> bool {
+        let mine = self.open[worker].load(Ordering::Relaxed);
+        self.open
+            .iter()
+            .enumerate()
+            .any(|(other, open)| other != worker && open.load(Ordering::Relaxed) + 1 < mine)
+    }
+
+    fn opened(self: &Arc<Self>, worker: usize) -> OpenConnection {
+        self.open[worker].fetch_add(1, Ordering::Relaxed);
+        OpenConnection {
+            load: self.clone(),
+            worker,
+        }
+    }
+}
+
+/// One connection counted in [`WorkerLoad`] until dropped.
+struct OpenConnection {
+    load: Arc<WorkerLoad>,
+    worker: usize,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.load.open[self.worker].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn run_worker(
     app: Arc<HttpProxy<Gateway>>,
     listeners: Vec<Arc<Listener>>,
     shutdown: ShutdownWatch,
+    (load, worker): (Arc<WorkerLoad>, usize),
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -204,6 +259,7 @@ fn run_worker(
                     listener,
                     app.clone(),
                     shutdown.clone(),
+                    (load.clone(), worker),
                 ))),
                 Err(e) => tracing::error!(listen = %listener.addr, "cannot accept: {e}"),
             }
@@ -222,8 +278,12 @@ async fn accept_loop(
     listener: Arc<Listener>,
     app: Arc<HttpProxy<Gateway>>,
     mut shutdown: ShutdownWatch,
+    (load, worker): (Arc<WorkerLoad>, usize),
 ) {
     loop {
+        if load.over_share(worker) {
+            tokio::time::sleep(ACCEPT_DEFER).await;
+        }
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
             changed = shutdown.changed() => {
@@ -235,13 +295,12 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                tokio::spawn(serve(
-                    tcp,
-                    peer,
-                    listener.clone(),
-                    app.clone(),
-                    shutdown.clone(),
-                ));
+                let open = load.opened(worker);
+                let serving = serve(tcp, peer, listener.clone(), app.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    serving.await;
+                    drop(open);
+                });
             }
             Err(e) => {
                 tracing::warn!(listen = %listener.addr, "accept() failed: {e}");
@@ -292,7 +351,7 @@ async fn serve(
         }
     };
     drop(acceptor);
-    buffer_writes.store(true, std::sync::atomic::Ordering::Relaxed);
+    buffer_writes.store(true, Ordering::Relaxed);
     if matches!(tls.selected_alpn_proto(), Some(ALPN::H2)) {
         // pingora runs the whole HTTP/2 connection, idle or not.
         app.process_new(tls, &shutdown).await;
@@ -522,13 +581,13 @@ const WRITE_BUFFER: usize = 1460;
 #[derive(Debug)]
 struct ClientSocket {
     io: tokio::io::BufWriter<L4Stream>,
-    buffered: Arc<std::sync::atomic::AtomicBool>,
+    buffered: Arc<AtomicBool>,
 }
 
 impl ClientSocket {
     /// The socket, and the switch that turns write buffering on.
-    fn new(stream: L4Stream) -> (Self, Arc<std::sync::atomic::AtomicBool>) {
-        let buffered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    fn new(stream: L4Stream) -> (Self, Arc<AtomicBool>) {
+        let buffered = Arc::new(AtomicBool::new(false));
         let socket = ClientSocket {
             io: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, stream),
             buffered: buffered.clone(),
@@ -553,7 +612,7 @@ impl tokio::io::AsyncWrite for ClientSocket {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.buffered.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.buffered.load(Ordering::Relaxed) {
             std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
         } else {
             // Nothing is buffered before the switch, so writing past the buffer is in order.
@@ -567,7 +626,7 @@ impl tokio::io::AsyncWrite for ClientSocket {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.buffered.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.buffered.load(Ordering::Relaxed) {
             std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
         } else {
             std::pin::Pin::new(self.io.get_mut()).poll_write_vectored(cx, bufs)
@@ -640,5 +699,38 @@ impl GetSocketDigest for ClientSocket {
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
         self.io.get_mut().set_socket_digest(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_more_than_one_connection_ahead_lets_the_others_accept() {
+        let load = Arc::new(WorkerLoad::new(2));
+        // A burst: worker 0 wins the first accepts.
+        let a = load.opened(0);
+        assert!(!load.over_share(0), "one ahead is within the share");
+        let b = load.opened(0);
+        assert!(load.over_share(0), "two ahead: hold back");
+        assert!(!load.over_share(1));
+        let c = load.opened(1);
+        assert!(!load.over_share(0));
+        // Closed connections leave the count.
+        drop((a, b));
+        assert!(!load.over_share(1), "one ahead is within the share");
+        let d = load.opened(1);
+        assert!(load.over_share(1));
+        drop((c, d));
+        assert!(!load.over_share(0) && !load.over_share(1));
+    }
+
+    #[test]
+    fn a_single_worker_always_accepts() {
+        let load = Arc::new(WorkerLoad::new(1));
+        let open: Vec<_> = (0..10).map(|_| load.opened(0)).collect();
+        assert!(!load.over_share(0));
+        drop(open);
     }
 }
