@@ -333,6 +333,59 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn idle_client_connections_close_after_keepalive_timeout() {
+    let pki = Pki::new();
+    let alice = client_cert("alice", &pki.ca);
+    let (upstream, _seen) = start_upstream();
+    let admin = free_port();
+    let yaml = format!(
+        "keepalive_timeout: 1s\n{}",
+        tagged_config(&pki, upstream, admin, "x")
+    );
+    let gw = start_gateway(&pki, &yaml);
+
+    // HTTP/1.1: answered, then idle.
+    let mut h1 = tls_connect(&pki, &gw, &alice).await;
+    h1.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = h1.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+
+    // HTTP/2: the connection preface and SETTINGS, then no stream at all.
+    let mut config = tls_client_config(&pki, &alice, rustls::DEFAULT_VERSIONS);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut h2 = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+
+    // Both are closed by the gateway soon after the timeout; without one they stay open.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let h1_closed = tokio::time::timeout(Duration::from_secs(10), h1.read_to_end(&mut rest)).await;
+    assert!(
+        h1_closed.is_ok(),
+        "the idle HTTP/1.1 connection stayed open"
+    );
+    let h2_closed = tokio::time::timeout(Duration::from_secs(10), h2.read_to_end(&mut rest)).await;
+    assert!(h2_closed.is_ok(), "the idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed before the timeout"
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_hangs_up_mid_request_is_a_499_not_an_error() {
     let pki = Pki::new();
     let alice = client_cert("alice", &pki.ca);

@@ -22,12 +22,15 @@ pub(crate) struct Output {
     pub servers: Vec<ServerConfig>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub shutdown_grace: Duration,
+    pub keepalive_timeout: Duration,
     pub warnings: Vec<ConfigError>,
 }
 
 /// How long `SIGTERM` waits for requests in flight by default (systemd's stop timeout is 90s,
 /// Kubernetes' termination grace 30s: 10s leaves room under both).
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// pingora's 60 s between HTTP/1.x requests (nginx's `keepalive_timeout` default is 75s).
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// nginx's `client_max_body_size` default.
 const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
@@ -35,7 +38,14 @@ const DEFAULT_VERIFY_DEPTH: u32 = 1;
 const DEFAULT_KEEPALIVE: usize = 64;
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-const TOP_LEVEL_KEYS: &[&str] = &["admin", "log", "servers", "upstreams", "shutdown_grace"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "admin",
+    "log",
+    "servers",
+    "upstreams",
+    "shutdown_grace",
+    "keepalive_timeout",
+];
 const ALLOW_RULES: &[&str] = &[
     "cn",
     "ou",
@@ -164,6 +174,7 @@ impl Compiler<'_> {
             servers: Vec::new(),
             upstreams: BTreeMap::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             warnings: Vec::new(),
         };
         let empty = serde_yaml::Mapping::new();
@@ -185,7 +196,10 @@ impl Compiler<'_> {
         let mut sections: HashMap<&str, &Value> = HashMap::new();
         for (key, value) in map {
             match key.as_str() {
-                Some(name @ ("admin" | "log" | "servers" | "upstreams" | "shutdown_grace")) => {
+                Some(
+                    name @ ("admin" | "log" | "servers" | "upstreams" | "shutdown_grace"
+                    | "keepalive_timeout"),
+                ) => {
                     sections.insert(name, value);
                 }
                 Some(other) => {
@@ -210,6 +224,12 @@ impl Compiler<'_> {
             if let Some(raw) = self.section::<raw::Scalar>(value, "shutdown_grace") {
                 output.shutdown_grace =
                     self.duration("shutdown_grace", Some(&raw), DEFAULT_SHUTDOWN_GRACE);
+            }
+        }
+        if let Some(value) = sections.get("keepalive_timeout").filter(|v| !v.is_null()) {
+            if let Some(raw) = self.section::<raw::Scalar>(value, "keepalive_timeout") {
+                output.keepalive_timeout =
+                    self.duration("keepalive_timeout", Some(&raw), DEFAULT_KEEPALIVE_TIMEOUT);
             }
         }
         if let Some(value) = sections.get("log").filter(|v| !v.is_null()) {

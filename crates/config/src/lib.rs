@@ -43,6 +43,9 @@ pub struct Config {
     /// `shutdown_grace`: on SIGTERM, how long requests in flight may take to finish after
     /// the listeners stop accepting; default 10s.
     pub shutdown_grace: std::time::Duration,
+    /// `keepalive_timeout`: how long a client connection may stay idle (after its handshake,
+    /// between HTTP/1.x requests, HTTP/2 with no stream open) before it is closed; default 60s.
+    pub keepalive_timeout: std::time::Duration,
     /// The file this came from, as given to [`Config::parse`] / [`Config::load`].
     pub file: PathBuf,
     index: LocationIndex,
@@ -71,6 +74,7 @@ impl Config {
             servers: output.servers,
             upstreams: output.upstreams,
             shutdown_grace: output.shutdown_grace,
+            keepalive_timeout: output.keepalive_timeout,
             file: file.to_path_buf(),
             index,
             warnings: output.warnings,

@@ -168,7 +168,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout (did you mean log?)"
     );
 }
 
@@ -828,6 +828,17 @@ fn warnings_point_at_likely_mistakes() {
             "/etc/certgate/gateway.yaml:4:5: servers[0].client_auth: ca, trusted_ca and crl are ignored with verify: off",
             "/etc/certgate/gateway.yaml:10:3: upstreams.spare: not used by any route",
         ]
+    );
+}
+
+#[test]
+fn keepalive_timeout_defaults_to_sixty_seconds_and_must_be_positive() {
+    assert_eq!(parse(MINIMAL).keepalive_timeout, Duration::from_secs(60));
+    let config = parse(&format!("keepalive_timeout: 75s\n{MINIMAL}"));
+    assert_eq!(config.keepalive_timeout, Duration::from_secs(75));
+    assert_eq!(
+        error(&format!("keepalive_timeout: 0\n{MINIMAL}")),
+        "gateway.yaml:1:1: keepalive_timeout: must be greater than 0"
     );
 }
 

@@ -44,6 +44,13 @@ pub struct State {
     pub handles: metrics::Handles,
 }
 
+/// Settings a reload cannot change: the process keeps the values it started with.
+pub(crate) struct FixedAtStart {
+    pub admin: Option<std::net::SocketAddr>,
+    pub shutdown_grace: std::time::Duration,
+    pub keepalive_timeout: std::time::Duration,
+}
+
 /// State shared by the listeners, the handshake callbacks and the request path.
 pub struct Shared {
     pub current: ArcSwap<State>,
@@ -51,10 +58,8 @@ pub struct Shared {
     pub access_log: Arc<access_log::AccessLog>,
     /// Set when SIGTERM started the drain (`/readyz` then answers 503).
     pub shutting_down: AtomicBool,
-    /// What the process started with that a reload cannot change: the admin address and
-    /// the shutdown grace period.
-    pub(crate) fixed_at_start:
-        std::sync::OnceLock<(Option<std::net::SocketAddr>, std::time::Duration)>,
+    /// What the process started with that a reload cannot change.
+    pub(crate) fixed_at_start: std::sync::OnceLock<FixedAtStart>,
     next_generation: AtomicU64,
     /// The TLS acceptor of each listen address, rebuilt from every new configuration
     /// (the listeners own them; weak here so they do not own `Shared` in a cycle).
@@ -199,10 +204,11 @@ pub fn build_server(
     let expiry = metrics::expiry_entries(config, &compiled);
     let shared = Shared::new(compiled, &config.log);
     shared.metrics.set_expiry(&expiry);
-    let _ = shared.fixed_at_start.set((
-        config.admin.as_ref().map(|a| a.listen),
-        config.shutdown_grace,
-    ));
+    let _ = shared.fixed_at_start.set(FixedAtStart {
+        admin: config.admin.as_ref().map(|a| a.listen),
+        shutdown_grace: config.shutdown_grace,
+        keepalive_timeout: config.keepalive_timeout,
+    });
     let state = shared.current.load();
     let mut listeners = Vec::new();
     for group in &state.compiled.listeners {
@@ -212,8 +218,13 @@ pub fn build_server(
         listeners.push(listener);
     }
     drop(state);
-    let proxy =
+    let mut proxy =
         pingora::proxy::http_proxy(&server.configuration, service::Gateway::new(shared.clone()));
+    // HTTP/1.x connections wait for their next request in `listener`; HTTP/2 connections
+    // are pingora's, which closes them after this long with no stream open.
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(config.keepalive_timeout);
+    proxy.server_options = Some(options);
     let reload = server.add_service(pingora::services::background::GenBackgroundService::new(
         "reload on SIGHUP".to_string(),
         Arc::new(reload::ReloadOnHangup {
@@ -247,7 +258,12 @@ pub fn build_server(
         health::HealthChecks::new(shared.clone()),
     ));
     // Clients are let in only once SIGHUP and SIGUSR1 are handled.
-    let gateway = server.add_service(listener::GatewayListeners::new(proxy, listeners, threads));
+    let gateway = server.add_service(listener::GatewayListeners::new(
+        proxy,
+        listeners,
+        threads,
+        config.keepalive_timeout,
+    ));
     gateway.add_dependency(&reload);
     gateway.add_dependency(&reopen);
     Ok(server)

@@ -112,14 +112,22 @@ pub struct GatewayListeners {
     app: Arc<HttpProxy<Gateway>>,
     listeners: Vec<Arc<Listener>>,
     workers: usize,
+    idle_timeout: Duration,
 }
 
 impl GatewayListeners {
-    pub fn new(app: HttpProxy<Gateway>, listeners: Vec<Listener>, workers: usize) -> Self {
+    /// `idle_timeout` is `keepalive_timeout`: how long a connection may wait for a request.
+    pub fn new(
+        app: HttpProxy<Gateway>,
+        listeners: Vec<Listener>,
+        workers: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         GatewayListeners {
             app: Arc::new(app),
             listeners: listeners.into_iter().map(Arc::new).collect(),
             workers: workers.max(1),
+            idle_timeout,
         }
     }
 }
@@ -145,16 +153,20 @@ impl pingora::services::Service for GatewayListeners {
             }
         }
         let load = Arc::new(WorkerLoad::new(self.workers));
-        for worker in 0..self.workers {
-            let app = self.app.clone();
+        for index in 0..self.workers {
+            let worker = Arc::new(Worker {
+                index,
+                load: load.clone(),
+                app: self.app.clone(),
+                idle_timeout: self.idle_timeout,
+            });
             let listeners = listening.clone();
             let shutdown = shutdown.clone();
-            let load = load.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("certgate-w{worker}"))
-                .spawn(move || run_worker(app, listeners, shutdown, (load, worker)));
+                .name(format!("certgate-w{index}"))
+                .spawn(move || run_worker(worker, listeners, shutdown));
             if let Err(e) = spawned {
-                tracing::error!("cannot start worker thread {worker}: {e}");
+                tracing::error!("cannot start worker thread {index}: {e}");
             }
         }
         // The workers hold their own handles; dropping these lets the sockets close (new
@@ -229,12 +241,15 @@ impl Drop for OpenConnection {
     }
 }
 
-fn run_worker(
+/// What the connections of one worker thread share.
+struct Worker {
+    index: usize,
+    load: Arc<WorkerLoad>,
     app: Arc<HttpProxy<Gateway>>,
-    listeners: Vec<Arc<Listener>>,
-    shutdown: ShutdownWatch,
-    (load, worker): (Arc<WorkerLoad>, usize),
-) {
+    idle_timeout: Duration,
+}
+
+fn run_worker(worker: Arc<Worker>, listeners: Vec<Arc<Listener>>, shutdown: ShutdownWatch) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -257,9 +272,8 @@ fn run_worker(
                 Ok(socket) => loops.push(tokio::spawn(accept_loop(
                     socket,
                     listener,
-                    app.clone(),
+                    worker.clone(),
                     shutdown.clone(),
-                    (load.clone(), worker),
                 ))),
                 Err(e) => tracing::error!(listen = %listener.addr, "cannot accept: {e}"),
             }
@@ -276,12 +290,11 @@ fn run_worker(
 async fn accept_loop(
     socket: tokio::net::TcpListener,
     listener: Arc<Listener>,
-    app: Arc<HttpProxy<Gateway>>,
+    worker: Arc<Worker>,
     mut shutdown: ShutdownWatch,
-    (load, worker): (Arc<WorkerLoad>, usize),
 ) {
     loop {
-        if load.over_share(worker) {
+        if worker.load.over_share(worker.index) {
             tokio::time::sleep(ACCEPT_DEFER).await;
         }
         let accepted = tokio::select! {
@@ -295,8 +308,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let open = load.opened(worker);
-                let serving = serve(tcp, peer, listener.clone(), app.clone(), shutdown.clone());
+                let open = worker.load.opened(worker.index);
+                let serving = serve(
+                    tcp,
+                    peer,
+                    listener.clone(),
+                    worker.clone(),
+                    shutdown.clone(),
+                );
                 tokio::spawn(async move {
                     serving.await;
                     drop(open);
@@ -319,7 +338,7 @@ async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
-    app: Arc<HttpProxy<Gateway>>,
+    worker: Arc<Worker>,
     shutdown: ShutdownWatch,
 ) {
     let mut stream = L4Stream::from(tcp);
@@ -353,30 +372,24 @@ async fn serve(
     drop(acceptor);
     buffer_writes.store(true, Ordering::Relaxed);
     if matches!(tls.selected_alpn_proto(), Some(ALPN::H2)) {
-        // pingora runs the whole HTTP/2 connection, idle or not.
-        app.process_new(tls, &shutdown).await;
+        // pingora runs the whole HTTP/2 connection and closes it after `keepalive_timeout`
+        // with no stream open (`HttpServerOptions::h2_idle_timeout`).
+        worker.app.process_new(tls, &shutdown).await;
         return;
     }
-    serve_http1(tls, app, shutdown).await;
+    serve_http1(tls, &worker, shutdown).await;
 }
-
-/// How long a client connection may sit idle after the handshake or between requests:
-/// pingora's 60 s (nginx: `keepalive_timeout 75s`, `client_header_timeout 60s`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The HTTP/1.x requests of one connection, as pingora's own loop serves them, except that
 /// between requests the connection waits here, holding only its TLS stream. pingora's
 /// per-request state (its request future with the whole proxy path inline, tens of KB)
 /// exists only once a request's first bytes have arrived, so an idle connection costs
 /// what its TLS session and socket buffers cost.
-async fn serve_http1(
-    mut stream: Box<ReadAhead>,
-    app: Arc<HttpProxy<Gateway>>,
-    mut shutdown: ShutdownWatch,
-) {
+async fn serve_http1(mut stream: Box<ReadAhead>, worker: &Worker, mut shutdown: ShutdownWatch) {
+    let app = &worker.app;
     let mut settings: Option<HttpPersistentSettings> = None;
     loop {
-        if !next_request(&mut stream, &mut shutdown).await {
+        if !next_request(&mut stream, worker.idle_timeout, &mut shutdown).await {
             return;
         }
         let mut session = ServerSession::new_http1(stream);
@@ -384,7 +397,8 @@ async fn serve_http1(
             Some(settings) => settings.apply_to_session(&mut session),
             None => {
                 // What pingora's loop gives the first request of a connection.
-                session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                session
+                    .set_keepalive((!*shutdown.borrow()).then_some(worker.idle_timeout.as_secs()));
                 session.set_keepalive_reuses_remaining(
                     app.server_options()
                         .and_then(|options| options.keepalive_request_limit),
@@ -411,15 +425,19 @@ async fn serve_http1(
 }
 
 /// Waits for the first byte of the client's next request. False when the client closed
-/// the connection, it stayed idle too long, or the gateway is shutting down (idle
-/// keep-alive connections close then, as nginx closes them).
-async fn next_request(stream: &mut ReadAhead, shutdown: &mut ShutdownWatch) -> bool {
+/// the connection, it stayed idle longer than `idle_timeout` (`keepalive_timeout`), or the
+/// gateway is shutting down (idle keep-alive connections close then, as nginx closes them).
+async fn next_request(
+    stream: &mut ReadAhead,
+    idle_timeout: Duration,
+    shutdown: &mut ShutdownWatch,
+) -> bool {
     if *shutdown.borrow() {
         return false;
     }
     tokio::select! {
         biased;
-        arrived = tokio::time::timeout(IDLE_TIMEOUT, stream.read_ahead()) => {
+        arrived = tokio::time::timeout(idle_timeout, stream.read_ahead()) => {
             matches!(arrived, Ok(Ok(true)))
         }
         _ = shutdown.wait_for(|stopping| *stopping) => false,

@@ -54,8 +54,8 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
         )));
     }
     drop(current);
-    if let Some((admin, grace)) = shared.fixed_at_start.get() {
-        let new_admin = config.admin.as_ref().map(|a| a.listen);
+    if let Some(fixed) = shared.fixed_at_start.get() {
+        let (admin, new_admin) = (&fixed.admin, config.admin.as_ref().map(|a| a.listen));
         if *admin != new_admin {
             let show = |a: &Option<SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
             return Err(ReloadError::NeedsRestart(format!(
@@ -64,9 +64,14 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
                 show(&new_admin)
             )));
         }
-        if *grace != config.shutdown_grace {
+        if fixed.shutdown_grace != config.shutdown_grace {
             tracing::warn!(
                 "shutdown_grace changed; the new value applies when certgate is restarted"
+            );
+        }
+        if fixed.keepalive_timeout != config.keepalive_timeout {
+            tracing::warn!(
+                "keepalive_timeout changed; the new value applies when certgate is restarted"
             );
         }
     }
