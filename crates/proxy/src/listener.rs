@@ -309,17 +309,13 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 let open = worker.load.opened(worker.index);
-                let serving = serve(
+                tokio::spawn(serve(
                     tcp,
                     peer,
                     listener.clone(),
-                    worker.clone(),
+                    (worker.clone(), open),
                     shutdown.clone(),
-                );
-                tokio::spawn(async move {
-                    serving.await;
-                    drop(open);
-                });
+                ));
             }
             Err(e) => {
                 tracing::warn!(listen = %listener.addr, "accept() failed: {e}");
@@ -334,11 +330,13 @@ async fn accept_loop(
 }
 
 /// One client connection: TLS handshake, then HTTP requests until the connection ends.
+/// `_open` counts it in the worker's load until then. (Passed in rather than held by a
+/// wrapping `async` block, which would store this whole future twice.)
 async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
-    worker: Arc<Worker>,
+    (worker, _open): (Arc<Worker>, OpenConnection),
     shutdown: ShutdownWatch,
 ) {
     let mut stream = L4Stream::from(tcp);
