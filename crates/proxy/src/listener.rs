@@ -394,9 +394,10 @@ async fn serve_http1(mut stream: Box<ReadAhead>, worker: &Worker, mut shutdown: 
         match settings.take() {
             Some(settings) => settings.apply_to_session(&mut session),
             None => {
-                // What pingora's loop gives the first request of a connection.
-                session
-                    .set_keepalive((!*shutdown.borrow()).then_some(worker.idle_timeout.as_secs()));
+                // What pingora's loop gives the first request of a connection. (The wait
+                // itself is `next_request`'s; pingora reads 0 seconds as "no timeout".)
+                let seconds = worker.idle_timeout.as_secs().max(1);
+                session.set_keepalive((!*shutdown.borrow()).then_some(seconds));
                 session.set_keepalive_reuses_remaining(
                     app.server_options()
                         .and_then(|options| options.keepalive_request_limit),
