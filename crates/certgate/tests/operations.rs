@@ -354,16 +354,7 @@ async fn idle_client_connections_close_after_keepalive_timeout() {
     assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
 
     // HTTP/2: the connection preface and SETTINGS, then no stream at all.
-    let mut config = tls_client_config(&pki, &alice, rustls::DEFAULT_VERSIONS);
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let mut h2 = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut h2 = tls_connect_alpn(&pki, &gw, &alice, b"h2").await;
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await

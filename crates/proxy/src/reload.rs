@@ -55,12 +55,12 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
     }
     drop(current);
     if let Some(fixed) = shared.fixed_at_start.get() {
-        let (admin, new_admin) = (&fixed.admin, config.admin.as_ref().map(|a| a.listen));
-        if *admin != new_admin {
+        let (admin, new_admin) = (fixed.admin, config.admin.as_ref().map(|a| a.listen));
+        if admin != new_admin {
             let show = |a: &Option<SocketAddr>| a.map_or("none".to_string(), |a| a.to_string());
             return Err(ReloadError::NeedsRestart(format!(
                 "admin.listen running: {}; new: {}",
-                show(admin),
+                show(&admin),
                 show(&new_admin)
             )));
         }

@@ -408,7 +408,18 @@ pub async fn tls_connect(
     gateway: &Gateway,
     cert: &Issued,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let config = tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS);
+    tls_connect_alpn(pki, gateway, cert, b"http/1.1").await
+}
+
+/// [`tls_connect`] offering `alpn` (`b"h2"`) instead of http/1.1.
+pub async fn tls_connect_alpn(
+    pki: &Pki,
+    gateway: &Gateway,
+    cert: &Issued,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS);
+    config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(
