@@ -41,15 +41,17 @@ PORT = 18443
 UPSTREAM_PORT = 18080
 URL = f"https://localhost:{PORT}/"
 
-HEADERS = [  # identity headers every system sends, nginx variable -> header
-    ("X-SSL-Client-Verify", "$ssl_client_verify", "%[ssl_c_verify,iif(,)]"),
-    ("X-SSL-Client-S-DN", "$ssl_client_s_dn", "%{+Q}[ssl_c_s_dn]"),
-    ("X-SSL-Client-I-DN", "$ssl_client_i_dn", "%{+Q}[ssl_c_i_dn]"),
+HEADERS = [  # identity headers every system sends: header, nginx variable, HAProxy expression
+    ("X-SSL-Client-Verify", "$ssl_client_verify", "%[ssl_c_verify,bool,iif(FAILED,SUCCESS)]"),
+    ("X-SSL-Client-S-DN", "$ssl_client_s_dn", "%[ssl_c_s_dn(,0,rfc2253)]"),
+    ("X-SSL-Client-I-DN", "$ssl_client_i_dn", "%[ssl_c_i_dn(,0,rfc2253)]"),
     ("X-SSL-Client-Serial", "$ssl_client_serial", "%[ssl_c_serial,hex]"),
     ("X-SSL-Client-Fingerprint", "$ssl_client_fingerprint", "%[ssl_c_sha1,hex,lower]"),
     ("X-SSL-Client-V-Start", "$ssl_client_v_start", "%[ssl_c_notbefore]"),
     ("X-SSL-Client-V-End", "$ssl_client_v_end", "%[ssl_c_notafter]"),
 ]
+# certgate always adds X-Forwarded-For, X-Real-IP and X-Forwarded-Proto; the peers are
+# configured to send the same, so every upstream request carries the same header set.
 
 
 def sh(*args, **kw):
@@ -94,6 +96,9 @@ http {{
 
 def certgate_conf(work: Path, pki: Path, resumption: bool) -> list:
     conf = work / "certgate.yaml"
+    # Not `preset: nginx`: it also sends the whole client certificate (X-SSL-Client-Cert),
+    # which the peers here do not.
+    identity = "\n".join(f'        {h}: "{v}"' for h, v, _ in HEADERS)
     conf.write_text(f"""
 log:
   level: warn
@@ -110,7 +115,9 @@ servers:
       ca: {pki}/ca.crt
       verify_depth: 2
     identity:
-      preset: nginx
+      preset: none
+      set:
+{identity}
     routes:
       - match: {{ path_prefix: / }}
         upstream: app
@@ -149,6 +156,9 @@ http {{
       proxy_pass http://app;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
 {headers}
     }}
   }}
@@ -175,7 +185,9 @@ defaults
   timeout http-keep-alive 120s
 frontend gw
   bind 127.0.0.1:{PORT} ssl crt {pki}/srv.pem ca-file {pki}/ca.crt verify required alpn h2,http/1.1{tickets}
-  http-request del-header X-SSL-Client-Verify
+  option forwardfor
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto https
 {headers}
   default_backend app
 backend app
@@ -476,7 +488,8 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
         " `tune.ssl.cachesize 0`, certgate `session_resumption: false`), and 4 `openssl s_time -new"
         " -www /` processes (OpenSSL's client, no resumption offered); every other row by oha",
         "- same PKI for all (root → intermediate → leaf, certgate certs), client certificate required,"
-        " verify depth 2, the nginx identity headers, keep-alive to one nginx `return 200` upstream",
+        " verify depth 2, the same seven identity headers (nginx's names) plus X-Forwarded-For, X-Real-IP"
+        " and X-Forwarded-Proto, keep-alive to one nginx `return 200` upstream",
         "",
         "Medians, with min–max over the rounds in parentheses; ratio = median / nginx's median.",
         "",
