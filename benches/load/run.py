@@ -13,6 +13,10 @@ ratio to nginx measured in the same run. Nothing here asserts a speed: this is a
 measurement, not a test.
 
 Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
+
+`--systems certgate,nginx,haproxy,bare-pingora` adds a bare pingora proxy (benches/load/bare_pingora.rs:
+no client certificates, no headers) to the keep-alive and HTTP/2 rows: pingora's per-request floor.
+
 Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
 certgate (`cargo build --release`; built if missing).
 """
@@ -37,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CERTGATE = ROOT / "target" / "release" / "certgate"
+BARE_PINGORA = ROOT / "target" / "release" / "bare-pingora"
 PORT = 18443
 UPSTREAM_PORT = 18080
 URL = f"https://localhost:{PORT}/"
@@ -197,7 +202,17 @@ backend app
     return ["haproxy", "-f", conf, "-db"]
 
 
-SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf}
+def bare_pingora_conf(work: Path, pki: Path, resumption: bool) -> list:
+    # No client certificates, no headers: pingora's own per-request floor (keep-alive and
+    # HTTP/2 rows only).
+    return [BARE_PINGORA, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
+            f"127.0.0.1:{UPSTREAM_PORT}"]
+
+
+SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf,
+           "bare-pingora": bare_pingora_conf}
+# Scenarios a system takes part in, when not all of them.
+ONLY = {"bare-pingora": ("keep-alive", "HTTP/2")}
 
 
 # ---------------------------------------------------------------- process handling
@@ -404,6 +419,9 @@ def main():
             sys.exit(f"{tool} not found (apt-get install nginx haproxy; cargo install oha --locked)")
     if not CERTGATE.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "certgate"], cwd=ROOT, check=True)
+    if "bare-pingora" in systems and not BARE_PINGORA.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--bin", "bare-pingora"],
+                       cwd=ROOT, check=True)
 
     work = Path(tempfile.mkdtemp(prefix="certgate-load-"))
     pkis = {"ecdsa": make_pki(work, rsa=False), "rsa2048": make_pki(work, rsa=True)}
@@ -419,6 +437,8 @@ def main():
         for rnd in range(args.rounds):
             for scenario, (pki_name, resumption, extra) in SCENARIOS.items():
                 for name in systems:
+                    if name in ONLY and not scenario.startswith(ONLY[name]):
+                        continue
                     pki = pkis[pki_name]
                     with System(name, work, pki, resumption) as system:
                         sampler = PeakSampler(system.proc.pid)
@@ -439,6 +459,8 @@ def main():
                               flush=True)
             if args.idle and rnd == 0:
                 for name in systems:
+                    if name in ONLY:
+                        continue
                     with System(name, work, pkis["ecdsa"], True) as system:
                         mb = idle_connections(system.proc.pid, pkis["ecdsa"], args.idle)
                         idle[name].append(mb)
