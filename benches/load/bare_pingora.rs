@@ -1,10 +1,10 @@
 //! A bare pingora reverse proxy: TLS on one port, every request to one plain-HTTP
 //! upstream, no routing, identity, header rewriting, metrics or logging.
 //!
-//! `run.py --bare` runs it beside certgate so the report splits the per-request cost into
-//! pingora's floor and what certgate adds on top. It is set up the way certgate runs
-//! pingora: two worker threads without work stealing, aws-lc-rs, mimalloc, a pool of 128
-//! idle upstream connections.
+//! `run.py --systems certgate,nginx,haproxy,bare-pingora` runs it beside certgate, so the
+//! report shows what pingora costs by itself and what certgate adds on top. It is set up
+//! the way certgate runs pingora: two worker threads without work stealing, aws-lc-rs,
+//! mimalloc, a pool of 128 idle upstream connections.
 
 use std::net::SocketAddr;
 

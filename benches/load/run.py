@@ -15,7 +15,8 @@ measurement, not a test.
 Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
 
 `--systems certgate,nginx,haproxy,bare-pingora` adds a bare pingora proxy (benches/load/bare_pingora.rs:
-no client certificates, no headers) to the keep-alive and HTTP/2 rows: pingora's per-request floor.
+no client certificates, no headers) to the keep-alive and HTTP/2 rows: pingora's own cost,
+without certgate's code.
 
 Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
 certgate (`cargo build --release`; built if missing).
@@ -203,8 +204,8 @@ backend app
 
 
 def bare_pingora_conf(work: Path, pki: Path, resumption: bool) -> list:
-    # No client certificates, no headers: pingora's own per-request floor (keep-alive and
-    # HTTP/2 rows only).
+    # No client certificates, no headers: pingora's own cost without certgate's code
+    # (keep-alive and HTTP/2 rows only).
     return [BARE_PINGORA, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
             f"127.0.0.1:{UPSTREAM_PORT}"]
 
