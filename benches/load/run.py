@@ -42,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CERTGATE = ROOT / "target" / "release" / "certgate"
-BARE_PINGORA = ROOT / "target" / "release" / "bare-pingora"
+BARE_PINGORA = ROOT / "target" / "release" / "examples" / "bare-pingora"
 PORT = 18443
 UPSTREAM_PORT = 18080
 URL = f"https://localhost:{PORT}/"
@@ -421,7 +421,7 @@ def main():
     if not CERTGATE.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "certgate"], cwd=ROOT, check=True)
     if "bare-pingora" in systems and not BARE_PINGORA.exists():
-        subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--bin", "bare-pingora"],
+        subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--example", "bare-pingora"],
                        cwd=ROOT, check=True)
 
     work = Path(tempfile.mkdtemp(prefix="certgate-load-"))
