@@ -247,6 +247,26 @@ async fn ca_rotation_refuses_old_clients_on_new_connections() {
     assert!(!text.contains("CN=Test Root CA\"}"), "{text}");
 }
 
+/// An HTTP/1.1 connection on which `GET /` has been answered 200, left open.
+async fn answered_keepalive_connection(
+    pki: &Pki,
+    gw: &Gateway,
+    cert: &Issued,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut conn = tls_connect(pki, gw, cert).await;
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 4096];
+    let n = conn.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    conn
+}
+
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     let pki = Pki::new();
@@ -274,17 +294,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     })
     .await;
     // A keep-alive connection that has been answered and now sits idle.
-    let mut idle = tls_connect(&pki, &gw, &alice).await;
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = [0u8; 4096];
-    let n = idle.read(&mut answer).await.unwrap();
-    assert!(
-        answer[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer[..n])
-    );
+    let mut idle = answered_keepalive_connection(&pki, &gw, &alice).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(gw.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -345,13 +355,7 @@ async fn idle_client_connections_close_after_keepalive_timeout() {
     let gw = start_gateway(&pki, &yaml);
 
     // HTTP/1.1: answered, then idle.
-    let mut h1 = tls_connect(&pki, &gw, &alice).await;
-    h1.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = [0u8; 4096];
-    let n = h1.read(&mut answer).await.unwrap();
-    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    let mut h1 = answered_keepalive_connection(&pki, &gw, &alice).await;
 
     // HTTP/2: the connection preface and SETTINGS, then no stream at all.
     let mut h2 = tls_connect_alpn(&pki, &gw, &alice, b"h2").await;
