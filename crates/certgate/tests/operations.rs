@@ -381,6 +381,41 @@ async fn idle_client_connections_close_after_keepalive_timeout() {
 }
 
 #[tokio::test]
+async fn keepalive_timeout_counts_from_the_last_answer() {
+    let pki = Pki::new();
+    let alice = client_cert("alice", &pki.ca);
+    let (upstream, _seen) = start_upstream();
+    let admin = free_port();
+    let yaml = format!(
+        "keepalive_timeout: 3s\n{}",
+        tagged_config(&pki, upstream, admin, "x")
+    );
+    let gw = start_gateway(&pki, &yaml);
+
+    async fn ask(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 4096];
+        let n = conn.read(&mut answer).await.unwrap_or(0);
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    }
+
+    // Answered at ~0 s, ~2 s and ~4 s: each wait is shorter than 3 s, though the last
+    // request comes after 3 s counted from the first answer.
+    let mut conn = answered_keepalive_connection(&pki, &gw, &alice).await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let answer = ask(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "answer: {answer:?}");
+    }
+    // Then idle: closed by the gateway.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+}
+
+#[tokio::test]
 async fn a_client_that_hangs_up_mid_request_is_a_499_not_an_error() {
     let pki = Pki::new();
     let alice = client_cert("alice", &pki.ca);
