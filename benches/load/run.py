@@ -314,11 +314,13 @@ class PeakSampler(threading.Thread):
 
 # ---------------------------------------------------------------- load
 
-def oha(pki: Path, duration: int, extra: list) -> dict:
+def oha(pki: Path, duration: int, extra: list, server_pid: int) -> dict:
     cmd = ["oha", "-z", f"{duration}s", "--no-tui", "--output-format", "json",
            "--cacert", pki / "ca.crt", "--cert", pki / "cli.crt", "--key", pki / "cli.key", *extra, URL]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_seconds(server_pid)
     out = sh(*cmd).stdout
+    server_cpu = cpu_seconds(server_pid) - server_before
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     data = json.loads(out)
     summary = data["summary"]
@@ -326,39 +328,47 @@ def oha(pki: Path, duration: int, extra: list) -> dict:
     ok = codes.get("200", 0)
     total = sum(codes.values()) or 1
     lat = data.get("latencyPercentiles", {})
+    loadgen = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {
         "rps": summary["requestsPerSec"] * ok / total,
         "p50_ms": (lat.get("p50") or 0) * 1000,
         "p99_ms": (lat.get("p99") or 0) * 1000,
         "ok_ratio": ok / total,
-        "loadgen_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
+        "loadgen_cpu": loadgen / duration,
+        "server_cpu_us": server_cpu * 1e6 / total,
+        "loadgen_cpu_us": loadgen * 1e6 / total,
     }
 
 
-def s_time(pki: Path, duration: int, procs: int = 4) -> dict:
+def s_time(pki: Path, duration: int, server_pid: int, procs: int = 4) -> dict:
     """Full handshakes from OpenSSL's client: `openssl s_time -new` never offers a session to
     resume, so every system does the same full mTLS handshake plus one GET per connection."""
     cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{PORT}", "-new", "-time", str(duration),
            "-cert", str(pki / "cli.crt"), "-key", str(pki / "cli.key"), "-CAfile", str(pki / "ca.crt"),
            "-www", "/"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_seconds(server_pid)
     start = time.monotonic()
     running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                for _ in range(procs)]
     outputs = [p.communicate()[0] for p in running]
     wall = time.monotonic() - start
+    server_cpu = cpu_seconds(server_pid) - server_before
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = 0
     for out in outputs:
         for line in out.splitlines():
             if "connections in" in line and "real seconds" in line:
                 total += int(line.split()[0])
+    loadgen = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {
         "rps": total / wall,
         "p50_ms": 0.0,
         "p99_ms": 0.0,
         "ok_ratio": 1.0 if total else 0.0,
-        "loadgen_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / wall,
+        "loadgen_cpu": loadgen / wall,
+        "server_cpu_us": server_cpu * 1e6 / max(total, 1),
+        "loadgen_cpu_us": loadgen * 1e6 / max(total, 1),
     }
 
 
@@ -446,9 +456,9 @@ def main():
                         if scenario.startswith("keep-alive"):
                             sampler.start()
                         if extra == "s_time":
-                            r = s_time(pki, args.duration)
+                            r = s_time(pki, args.duration, system.proc.pid)
                         else:
-                            r = oha(pki, args.duration, extra)
+                            r = oha(pki, args.duration, extra, system.proc.pid)
                         sampler.stop.set()
                         if scenario.startswith("keep-alive"):
                             sampler.join()
@@ -514,7 +524,11 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
         " verify depth 2, the same seven identity headers (nginx's names) plus X-Forwarded-For, X-Real-IP"
         " and X-Forwarded-Proto, keep-alive to one nginx `return 200` upstream",
         "",
-        "Medians, with min–max over the rounds in parentheses; ratio = median / nginx's median.",
+        "Medians, with min–max over the rounds in parentheses; ratio = median / nginx's median."
+        " The load generator shares the 2 cores, so requests/s also depends on what it spends;"
+        " the CPU rows (user + system time of the server's processes, and of the load generator,"
+        " over the run, divided by the requests it completed) show each side's own cost:"
+        " there, lower is better.",
         "",
         "| scenario | " + " | ".join(systems) + " | " + " | ".join(f"{s}/nginx" for s in systems if s != "nginx") + " |",
         "|---|" + "---|" * (len(systems) + len([s for s in systems if s != "nginx"])),
@@ -539,6 +553,11 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
             lines_p = {s: [r["p50_ms"] * 1000 for r in results[s][scenario]] for s in systems}
             row("  p50 latency (µs)", lines_p)
             row("  p99 latency (µs)", {s: [r["p99_ms"] * 1000 for r in results[s][scenario]] for s in systems})
+        unit = "handshake" if "handshakes" in scenario else "request"
+        row(f"  server CPU per {unit} (µs)",
+            {s: [r["server_cpu_us"] for r in results[s][scenario]] for s in systems})
+        row(f"  load generator CPU per {unit} (µs)",
+            {s: [r["loadgen_cpu_us"] for r in results[s][scenario]] for s in systems})
     row("peak PSS during keep-alive run (MB)", rss)
     if any(idle.values()):
         row(f"PSS growth per 10,000 idle TLS connections (MB; {args.idle:,} held, scaled)", idle)
