@@ -386,7 +386,9 @@ async fn serve(
 async fn serve_http1(mut stream: Box<ReadAhead>, worker: &Worker, mut shutdown: ShutdownWatch) {
     let app = &worker.app;
     let mut settings: Option<HttpPersistentSettings> = None;
-    let mut idle = std::pin::pin!(tokio::time::sleep(worker.idle_timeout));
+    // Boxed: held inline, it lived across the whole request and pushed every connection's
+    // task into the next allocation size class (~0.5 KB more per idle connection).
+    let mut idle = Box::pin(tokio::time::sleep(worker.idle_timeout));
     loop {
         if !next_request(
             &mut stream,
