@@ -247,24 +247,39 @@ async fn ca_rotation_refuses_old_clients_on_new_connections() {
     assert!(!text.contains("CN=Test Root CA\"}"), "{text}");
 }
 
-/// An HTTP/1.1 connection on which `GET /` has been answered 200, left open.
-async fn answered_keepalive_connection(
-    pki: &Pki,
-    gw: &Gateway,
-    cert: &Issued,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut conn = tls_connect(pki, gw, cert).await;
+type ClientTls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Sends `GET /` on `conn` and returns what one read brings back (empty if the connection
+/// was closed).
+async fn get_root(conn: &mut ClientTls) -> String {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut answer = [0u8; 4096];
-    let n = conn.read(&mut answer).await.unwrap();
-    assert!(
-        answer[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer[..n])
-    );
+    let n = conn.read(&mut answer).await.unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// An HTTP/1.1 connection on which `GET /` has been answered 200, left open.
+async fn answered_keepalive_connection(pki: &Pki, gw: &Gateway, cert: &Issued) -> ClientTls {
+    let mut conn = tls_connect(pki, gw, cert).await;
+    let answer = get_root(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     conn
+}
+
+/// A gateway with `keepalive_timeout` set, and a client certificate it accepts.
+fn gateway_with_keepalive_timeout(timeout: &str) -> (Pki, Issued, Gateway) {
+    let pki = Pki::new();
+    let alice = client_cert("alice", &pki.ca);
+    let (upstream, _seen) = start_upstream();
+    let admin = free_port();
+    let yaml = format!(
+        "keepalive_timeout: {timeout}\n{}",
+        tagged_config(&pki, upstream, admin, "x")
+    );
+    let gw = start_gateway(&pki, &yaml);
+    (pki, alice, gw)
 }
 
 #[tokio::test]
@@ -344,15 +359,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
 
 #[tokio::test]
 async fn idle_client_connections_close_after_keepalive_timeout() {
-    let pki = Pki::new();
-    let alice = client_cert("alice", &pki.ca);
-    let (upstream, _seen) = start_upstream();
-    let admin = free_port();
-    let yaml = format!(
-        "keepalive_timeout: 1s\n{}",
-        tagged_config(&pki, upstream, admin, "x")
-    );
-    let gw = start_gateway(&pki, &yaml);
+    let (pki, alice, gw) = gateway_with_keepalive_timeout("1s");
 
     // HTTP/1.1: answered, then idle.
     let mut h1 = answered_keepalive_connection(&pki, &gw, &alice).await;
@@ -382,31 +389,14 @@ async fn idle_client_connections_close_after_keepalive_timeout() {
 
 #[tokio::test]
 async fn keepalive_timeout_counts_from_the_last_answer() {
-    let pki = Pki::new();
-    let alice = client_cert("alice", &pki.ca);
-    let (upstream, _seen) = start_upstream();
-    let admin = free_port();
-    let yaml = format!(
-        "keepalive_timeout: 3s\n{}",
-        tagged_config(&pki, upstream, admin, "x")
-    );
-    let gw = start_gateway(&pki, &yaml);
-
-    async fn ask(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
-        conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = [0u8; 4096];
-        let n = conn.read(&mut answer).await.unwrap_or(0);
-        String::from_utf8_lossy(&answer[..n]).into_owned()
-    }
+    let (pki, alice, gw) = gateway_with_keepalive_timeout("3s");
 
     // Answered at ~0 s, ~2 s and ~4 s: each wait is shorter than 3 s, though the last
     // request comes after 3 s counted from the first answer.
     let mut conn = answered_keepalive_connection(&pki, &gw, &alice).await;
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let answer = ask(&mut conn).await;
+        let answer = get_root(&mut conn).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "answer: {answer:?}");
     }
     // Then idle: closed by the gateway.

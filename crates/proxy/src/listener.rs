@@ -472,8 +472,7 @@ async fn next_request(
 ///
 /// Small writes are held until the next flush, so a response header and a small body,
 /// which pingora writes separately, leave as one TLS record rather than two, as nginx
-/// sends them. (Measured per keep-alive request: one record sealed instead of two here,
-/// one opened instead of two at the client.)
+/// sends them: one record to seal here, and for the client to open, instead of two.
 #[derive(Debug)]
 struct ReadAhead {
     tls: TlsStream<ClientSocket>,
