@@ -14,9 +14,11 @@ measurement, not a test.
 
 Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
 
-`--systems certgate,nginx,haproxy,bare-pingora` adds a bare pingora proxy (benches/load/bare_pingora.rs:
-no client certificates, no headers) to the keep-alive and HTTP/2 rows: pingora's own cost,
-without certgate's code.
+`--systems certgate,nginx,haproxy,bare-pingora,bare-hyper` adds a bare pingora proxy
+(benches/load/bare_pingora.rs: no client certificates, no headers) and the same proxy on
+hyper instead of pingora's HTTP layer (benches/load/bare_hyper.rs) to the keep-alive and
+HTTP/2 rows: pingora's own cost without certgate's code, and what the same TLS, runtime
+and allocator cost under another HTTP implementation.
 
 Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
 certgate (`cargo build --release`; built if missing).
@@ -43,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CERTGATE = ROOT / "target" / "release" / "certgate"
 BARE_PINGORA = ROOT / "target" / "release" / "examples" / "bare-pingora"
+BARE_HYPER = ROOT / "target" / "release" / "examples" / "bare-hyper"
 PORT = 18443
 UPSTREAM_PORT = 18080
 URL = f"https://localhost:{PORT}/"
@@ -210,10 +213,16 @@ def bare_pingora_conf(work: Path, pki: Path, resumption: bool) -> list:
             f"127.0.0.1:{UPSTREAM_PORT}"]
 
 
+def bare_hyper_conf(work: Path, pki: Path, resumption: bool) -> list:
+    # bare-pingora's setup with hyper as the HTTP layer.
+    return [BARE_HYPER, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
+            f"127.0.0.1:{UPSTREAM_PORT}"]
+
+
 SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf,
-           "bare-pingora": bare_pingora_conf}
+           "bare-pingora": bare_pingora_conf, "bare-hyper": bare_hyper_conf}
 # Scenarios a system takes part in, when not all of them.
-ONLY = {"bare-pingora": ("keep-alive", "HTTP/2")}
+ONLY = {"bare-pingora": ("keep-alive", "HTTP/2"), "bare-hyper": ("keep-alive", "HTTP/2")}
 
 
 # ---------------------------------------------------------------- process handling
@@ -430,9 +439,10 @@ def main():
             sys.exit(f"{tool} not found (apt-get install nginx haproxy; cargo install oha --locked)")
     if not CERTGATE.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "certgate"], cwd=ROOT, check=True)
-    if "bare-pingora" in systems and not BARE_PINGORA.exists():
-        subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--example", "bare-pingora"],
-                       cwd=ROOT, check=True)
+    for name, binary in (("bare-pingora", BARE_PINGORA), ("bare-hyper", BARE_HYPER)):
+        if name in systems and not binary.exists():
+            subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--example", name],
+                           cwd=ROOT, check=True)
 
     work = Path(tempfile.mkdtemp(prefix="certgate-load-"))
     pkis = {"ecdsa": make_pki(work, rsa=False), "rsa2048": make_pki(work, rsa=True)}
