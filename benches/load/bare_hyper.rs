@@ -91,6 +91,8 @@ async fn serve(listen: SocketAddr, acceptor: TlsAcceptor, authority: Arc<str>) {
         .build(connector);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, most likely: wait rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
