@@ -206,21 +206,18 @@ backend app
     return ["haproxy", "-f", conf, "-db"]
 
 
-def bare_pingora_conf(work: Path, pki: Path, resumption: bool) -> list:
-    # No client certificates, no headers: pingora's own cost without certgate's code
-    # (keep-alive and HTTP/2 rows only).
-    return [BARE_PINGORA, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
-            f"127.0.0.1:{UPSTREAM_PORT}"]
-
-
-def bare_hyper_conf(work: Path, pki: Path, resumption: bool) -> list:
-    # bare-pingora's setup with hyper as the HTTP layer.
-    return [BARE_HYPER, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
-            f"127.0.0.1:{UPSTREAM_PORT}"]
+def bare_conf(binary: Path):
+    """A reference proxy (bare_pingora.rs, bare_hyper.rs): no client certificates, no
+    headers, so what its HTTP layer costs without certgate's code (keep-alive and HTTP/2
+    rows only)."""
+    def conf(work: Path, pki: Path, resumption: bool) -> list:
+        return [binary, f"127.0.0.1:{PORT}", pki / "srv.crt", pki / "srv.key",
+                f"127.0.0.1:{UPSTREAM_PORT}"]
+    return conf
 
 
 SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf,
-           "bare-pingora": bare_pingora_conf, "bare-hyper": bare_hyper_conf}
+           "bare-pingora": bare_conf(BARE_PINGORA), "bare-hyper": bare_conf(BARE_HYPER)}
 # Scenarios a system takes part in, when not all of them.
 ONLY = {"bare-pingora": ("keep-alive", "HTTP/2"), "bare-hyper": ("keep-alive", "HTTP/2")}
 
