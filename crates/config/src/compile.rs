@@ -1175,14 +1175,6 @@ impl Compiler<'_> {
         if !verify && trusted_ca.is_some() {
             self.warning(&at("trusted_ca"), "ignored with verify: false");
         }
-        if raw.verify_depth.is_some() {
-            // pingora's rustls connector builds the upstream verifier itself (webpki, own
-            // path-length cap); see docs/config.md.
-            self.warning(
-                &at("verify_depth"),
-                "accepted for nginx compatibility but not enforced on upstream connections in this release",
-            );
-        }
         UpstreamTls {
             sni,
             verify,

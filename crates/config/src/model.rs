@@ -352,7 +352,8 @@ pub struct UpstreamTls {
     pub verify: bool,
     /// Roots to verify against; `None` = the proxy's default roots.
     pub trusted_ca: Option<PathBuf>,
-    /// Default 1.
+    /// At most this many intermediates between the upstream's certificate and the trust
+    /// anchor (nginx `proxy_ssl_verify_depth`, OpenSSL >= 1.1 semantics). Default 1.
     pub verify_depth: u32,
     /// Client certificate for mTLS to the upstream; set together with `key`.
     pub cert: Option<PathBuf>,

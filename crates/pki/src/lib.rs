@@ -1,7 +1,8 @@
 //! certgate's PKI crate: loading certificates, keys and CRLs ([`load`]), verifying client
 //! certificate chains exactly as nginx 1.22 on OpenSSL 3.0 does ([`verify`]), the rustls
-//! client-certificate verifier the listeners use ([`client_verifier`]), and the
-//! certificate-issuing tooling behind `certgate certs` ([`issue`], [`p12`]).
+//! client-certificate verifier the listeners use ([`client_verifier`]), the server-certificate
+//! verifiers for TLS upstreams ([`upstream_verifier`]), and the certificate-issuing tooling
+//! behind `certgate certs` ([`issue`], [`p12`]).
 //!
 //! Only [`load`] (and the issuing tooling) touches the file system; verification works on
 //! DER bytes handed to it, so it is pure and can be swapped atomically on reload.
@@ -20,11 +21,15 @@ mod parity_tests;
 mod sig;
 #[cfg(test)]
 mod testpki;
+pub mod upstream_verifier;
 pub mod verify;
 
 pub use client_verifier::{ClientAuthMode, ClientAuthVerifier};
 pub use error::PkiError;
 pub use load::{
     key_matches_certificate, load_certs, load_crls, load_private_key, summarize, CertSummary,
+};
+pub use upstream_verifier::{
+    ChainTooLong, NoUpstreamVerification, UpstreamVerifier, UpstreamVerifierError,
 };
 pub use verify::{ChainVerifier, Verification, VerifiedChain, VerifyFailure};

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use certgate_config::{AccessLog as AccessTarget, LogConfig, LogFormat};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
 use prometheus::IntCounter;
 
 /// Lines buffered between the request path and the writer before new ones are dropped.
@@ -234,7 +234,7 @@ impl BackgroundService for ReopenOnUsr1 {
     async fn start_with_ready_notifier(
         &self,
         mut shutdown: ShutdownWatch,
-        ready: pingora::services::ServiceReadyNotifier,
+        ready: pingora_core::services::ServiceReadyNotifier,
     ) {
         let mut usr1 =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {

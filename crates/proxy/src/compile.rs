@@ -16,11 +16,11 @@ use certgate_config::{
 use certgate_identity::{HeaderPlan, Template};
 use certgate_pki::ChainVerifier;
 use http::HeaderName;
-use pingora::lb::selection::{Consistent, Random, RoundRobin};
-use pingora::lb::{discovery, Backend, Backends, LoadBalancer};
-use pingora::prelude::HttpPeer;
-use pingora::protocols::tls::CaType;
-use pingora::utils::tls::{CertKey, WrappedX509};
+use pingora_core::protocols::tls::CaType;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::{CertKey, WrappedX509};
+use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
+use pingora_load_balancing::{discovery, Backend, Backends, LoadBalancer};
 use regex::Regex;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
@@ -100,11 +100,13 @@ pub struct CompiledUpstream {
     pub protocol: UpstreamProtocol,
     /// `Some` exactly for `https` and `grpcs`.
     pub tls: Option<UpstreamTlsPlan>,
-    /// pingora's connection-pool `group_key`: unique per upstream and per compile, so a
+    /// Names this upstream's connection pools: unique per upstream and per compile, so a
     /// pooled connection is only reused by the upstream (and the generation of trust
-    /// settings) it was opened and verified for. pingora's reuse hash does not cover the
-    /// per-peer CA list, and a plain-text and a TLS upstream may share an address.
+    /// settings) it was opened and verified for; a plain-text and a TLS upstream may share
+    /// an address.
     pub pool_key: u64,
+    /// Idle HTTP/1.1 connections kept per server and worker thread (`keepalive`).
+    pub keepalive: usize,
 }
 
 /// The upstream `tls:` block with every file loaded: what `upstream_peer` copies per request.
@@ -112,12 +114,18 @@ pub struct UpstreamTlsPlan {
     /// `sni:` as configured; `None` means the backend's host name as written in `servers`.
     pub sni: Option<String>,
     pub verify: bool,
-    /// Configured for nginx compatibility; see docs/config.md: not enforced on the
-    /// upstream side, where webpki's own path-length limit applies.
+    /// At most this many intermediates between the upstream's certificate and the trust
+    /// anchor (`proxy_ssl_verify_depth`), enforced by [`certgate_pki::UpstreamVerifier`].
     pub verify_depth: u32,
-    /// `trusted_ca:` (pingora's per-peer root store); `None`: the system roots.
+    /// What requests connect with: certgate's verifier (or, for `verify: false`, one that
+    /// checks only the handshake signatures), the client certificate, and ALPN for the
+    /// protocol (`h2` for `grpcs`; `h2` and `http/1.1` for `https`).
+    pub client: Arc<rustls::ClientConfig>,
+    /// The same, offering only `http/1.1`: an `Upgrade` (WebSocket) cannot cross HTTP/2.
+    pub client_h1: Arc<rustls::ClientConfig>,
+    /// `trusted_ca:` for the HTTP health check (pingora's connector); `None`: system roots.
     pub ca: Option<Arc<CaType>>,
-    /// `cert:`/`key:`: presented when the upstream asks for a client certificate.
+    /// `cert:`/`key:` for the HTTP health check.
     pub client_cert: Option<Arc<CertKey>>,
 }
 
@@ -186,13 +194,15 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         let key = format!("upstreams.{name}");
         keepalive_pool_size = keepalive_pool_size.max(upstream.keepalive);
         let tls = match &upstream.tls {
-            Some(tls) => match load_upstream_tls(config, &key, tls, now, &mut warnings) {
-                Ok(plan) => Some(plan),
-                Err(mut e) => {
-                    errors.append(&mut e);
-                    continue;
+            Some(tls) => {
+                match load_upstream_tls(config, &key, tls, upstream.protocol, now, &mut warnings) {
+                    Ok(plan) => Some(plan),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        continue;
+                    }
                 }
-            },
+            }
             None => None,
         };
         let mut backends = std::collections::BTreeSet::new();
@@ -251,6 +261,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 protocol: upstream.protocol,
                 tls,
                 pool_key: next_pool_key(),
+                keepalive: upstream.keepalive,
             }),
         );
     }
@@ -484,8 +495,8 @@ pub fn configure_peer(
 
 fn build_lb<S>(discovery: Box<discovery::Static>, probe: &HealthProbe<'_>) -> LoadBalancer<S>
 where
-    S: pingora::lb::selection::BackendSelection + 'static,
-    S::Iter: pingora::lb::selection::BackendIter,
+    S: pingora_load_balancing::selection::BackendSelection + 'static,
+    S::Iter: pingora_load_balancing::selection::BackendIter,
 {
     let mut lb = LoadBalancer::<S>::from_backends(Backends::new(discovery));
     // Static discovery never blocks: populate the selector now so the first request has backends.
@@ -494,7 +505,7 @@ where
     }
     match probe.check {
         Some(HealthCheck::Tcp { interval }) => {
-            lb.set_health_check(pingora::lb::health_check::TcpHealthCheck::new());
+            lb.set_health_check(pingora_load_balancing::health_check::TcpHealthCheck::new());
             lb.health_check_frequency = Some(*interval);
         }
         Some(HealthCheck::Http { path, interval }) => {
@@ -502,8 +513,10 @@ where
                 .tls
                 .and_then(|t| t.sni.as_deref())
                 .unwrap_or(probe.host);
-            let mut hc =
-                pingora::lb::health_check::HttpHealthCheck::new(name, probe.protocol.is_tls());
+            let mut hc = pingora_load_balancing::health_check::HttpHealthCheck::new(
+                name,
+                probe.protocol.is_tls(),
+            );
             configure_peer(&mut hc.peer_template, probe.protocol, probe.tls);
             if let Ok(uri) = path.parse() {
                 hc.req.set_uri(uri);
@@ -718,51 +731,74 @@ fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Loads the upstream `tls:` files once, at startup and on reload. pingora's own loaders
+/// Loads the upstream `tls:` files once, at startup and on reload, and builds the rustls
+/// configurations requests connect with. pingora's loaders (used by the HTTP health check)
 /// panic on unparsable input, so every certificate and key is checked here first.
 fn load_upstream_tls(
     config: &Config,
     key: &str,
     tls: &certgate_config::UpstreamTls,
+    protocol: UpstreamProtocol,
     now: i64,
     warnings: &mut Vec<String>,
 ) -> Result<UpstreamTlsPlan, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let ca = match &tls.trusted_ca {
-        Some(path) => match certgate_pki::load_certs(path) {
-            Ok(certs) => {
-                expiry_warnings("upstream trusted CA", path, &certs, now, warnings);
-                let mut wrapped = Vec::new();
-                for cert in &certs {
-                    if let Err(e) = certgate_pki::summarize(cert) {
-                        errors.push(config.error_at(
-                            &format!("{key}.tls.trusted_ca"),
-                            format!("{}: {e}", path.display()),
+    let mut roots = Vec::new();
+    let ca =
+        match &tls.trusted_ca {
+            Some(path) => match certgate_pki::load_certs(path) {
+                Ok(certs) => {
+                    expiry_warnings("upstream trusted CA", path, &certs, now, warnings);
+                    let mut wrapped = Vec::new();
+                    for cert in &certs {
+                        if let Err(e) = certgate_pki::summarize(cert) {
+                            errors.push(config.error_at(
+                                &format!("{key}.tls.trusted_ca"),
+                                format!("{}: {e}", path.display()),
+                            ));
+                            continue;
+                        }
+                        if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
+                            errors.push(config.error_at(
+                                &format!("{key}.tls.trusted_ca"),
+                                format!("{}: not usable as a trust anchor: {e}", path.display()),
+                            ));
+                            continue;
+                        }
+                        roots.push(cert.clone());
+                        wrapped.push(WrappedX509::new(
+                            cert.as_ref().to_vec(),
+                            pingora_core::utils::tls::parse_x509,
                         ));
-                        continue;
                     }
-                    if let Err(e) = rustls::RootCertStore::empty().add(cert.clone()) {
-                        errors.push(config.error_at(
-                            &format!("{key}.tls.trusted_ca"),
-                            format!("{}: not usable as a trust anchor: {e}", path.display()),
-                        ));
-                        continue;
-                    }
-                    wrapped.push(WrappedX509::new(
-                        cert.as_ref().to_vec(),
-                        pingora::utils::tls::parse_x509,
-                    ));
+                    let ca: Arc<CaType> = Arc::from(wrapped.into_boxed_slice());
+                    Some(ca)
                 }
-                let ca: Arc<CaType> = Arc::from(wrapped.into_boxed_slice());
-                Some(ca)
-            }
-            Err(e) => {
-                errors.push(config.error_at(&format!("{key}.tls.trusted_ca"), e.to_string()));
+                Err(e) => {
+                    errors.push(config.error_at(&format!("{key}.tls.trusted_ca"), e.to_string()));
+                    None
+                }
+            },
+            None => {
+                if tls.verify {
+                    // nginx's default `proxy_ssl_trusted_certificate` is empty (verification then
+                    // always fails); the system roots are what pingora used and what users expect
+                    // for public upstreams.
+                    let native = rustls_native_certs::load_native_certs().unwrap_or_default();
+                    if native.is_empty() {
+                        errors.push(config.error_at(
+                        &format!("{key}.tls"),
+                        "verify is on, no trusted_ca is set and no system root certificates \
+                         could be loaded; set tls.trusted_ca"
+                            .to_string(),
+                    ));
+                    }
+                    roots = native;
+                }
                 None
             }
-        },
-        None => None,
-    };
+        };
+    let mut client_identity = None;
     let client_cert = match (&tls.cert, &tls.key) {
         (Some(cert_path), Some(key_path)) => {
             match load_certified_key(
@@ -796,10 +832,13 @@ fn load_upstream_tls(
                         })
                         .map_err(|e| config.error_at(&format!("{key}.tls.cert"), e));
                     match der_key {
-                        Ok(der_key) => Some(Arc::new(CertKey::new(
-                            certified.cert.iter().map(|c| c.as_ref().to_vec()).collect(),
-                            der_key,
-                        ))),
+                        Ok(der_key) => {
+                            client_identity = Some((certified.cert.clone(), der_key.clone()));
+                            Some(Arc::new(CertKey::new(
+                                certified.cert.iter().map(|c| c.as_ref().to_vec()).collect(),
+                                der_key,
+                            )))
+                        }
                         Err(e) => {
                             errors.push(e);
                             None
@@ -817,13 +856,60 @@ fn load_upstream_tls(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let alpn: &[&[u8]] = match protocol {
+        UpstreamProtocol::Grpcs | UpstreamProtocol::Grpc | UpstreamProtocol::H2c => &[b"h2"],
+        UpstreamProtocol::Https => &[b"h2", b"http/1.1"],
+        UpstreamProtocol::Http => &[b"http/1.1"],
+    };
+    let build = |alpn: &[&[u8]]| {
+        upstream_client_config(tls, &roots, client_identity.clone(), alpn)
+            .map_err(|e| vec![config.error_at(&format!("{key}.tls"), e)])
+    };
     Ok(UpstreamTlsPlan {
         sni: tls.sni.clone(),
         verify: tls.verify,
         verify_depth: tls.verify_depth,
+        client: build(alpn)?,
+        client_h1: build(&[b"http/1.1"])?,
         ca,
         client_cert,
     })
+}
+
+/// One rustls `ClientConfig` for an upstream: certgate's verifier with `verify_depth`
+/// (or, for `verify: false`, one that still checks the handshake signatures), the client
+/// certificate when configured, and `alpn`.
+fn upstream_client_config(
+    tls: &certgate_config::UpstreamTls,
+    roots: &[CertificateDer<'static>],
+    identity: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = crate::crypto_provider();
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if tls.verify {
+        Arc::new(
+            certgate_pki::UpstreamVerifier::new(roots.to_vec(), tls.verify_depth, provider.clone())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        Arc::new(certgate_pki::NoUpstreamVerification::new(provider.clone()))
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some((chain, key)) => {
+            let key = rustls::pki_types::PrivateKeyDer::try_from(key).map_err(str::to_string)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

@@ -1,17 +1,16 @@
-//! What the upstream request carries that the client did not write: anti-spoofing
-//! (identity-shaped headers from the client are dropped), the connection's prepared
-//! identity headers, per-route templates, and nginx's forwarding headers
-//! (`X-Real-IP`, `X-Forwarded-For` as `$proxy_add_x_forwarded_for`, `X-Forwarded-Proto`).
+//! The rewrite phase: what the upstream request carries that the client did not write, and
+//! what it does not carry that the client did. Hop-by-hop headers stay on their hop;
+//! anti-spoofing drops identity-shaped headers from the client; then the connection's
+//! prepared identity headers, per-route templates, and nginx's forwarding headers
+//! (`X-Real-IP`, `X-Forwarded-For` as `$proxy_add_x_forwarded_for`, `X-Forwarded-Proto`)
+//! are set. Strip first, then set.
 //!
-//! Pure header editing, separate from the pingora hook so it can be benchmarked and
-//! tested without a session.
+//! Pure header editing, so it can be benchmarked and tested without a connection.
 
 use std::net::SocketAddr;
 
 use certgate_identity::{HeaderPlan, Identity, PreparedHeaders};
-use http::{HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
-use pingora::Result;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::compile::{CompiledRoute, CompiledServer};
 
@@ -24,35 +23,73 @@ fn is_spoofable(name: &HeaderName, server: &CompiledServer, route: &CompiledRout
         || route.headers.iter().any(|(n, _)| n == name)
 }
 
-/// Edits `request` into what the upstream receives.
+/// Headers that describe one connection (RFC 9110 §7.6.1) and never cross a proxy, with
+/// whatever `Connection` lists. `TE: trailers` is kept when `keep_te_trailers` (gRPC
+/// requires it end to end); `Upgrade` and `Connection: upgrade` when `upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool, upgrade: bool) {
+    // Most messages carry none of these: look before allocating.
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        let listed: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| !(upgrade && name == header::UPGRADE))
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in [
+        header::TRANSFER_ENCODING,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::TRAILER,
+    ] {
+        if headers.contains_key(&name) {
+            headers.remove(name);
+        }
+    }
+    if let Some(te) = headers.get(header::TE) {
+        let trailers = keep_te_trailers && te.as_bytes().eq_ignore_ascii_case(b"trailers");
+        if !trailers {
+            headers.remove(header::TE);
+        }
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if headers.contains_key(header::UPGRADE) {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Edits the request `headers` into what the upstream receives: spoofable headers out,
+/// identity and forwarding headers in.
 pub fn apply(
-    request: &mut RequestHeader,
+    headers: &mut HeaderMap,
     server: &CompiledServer,
     route: &CompiledRoute,
     identity: &Identity,
     prepared: &PreparedHeaders,
     remote: Option<SocketAddr>,
     now_unix: i64,
-) -> Result<()> {
+) {
     // Most requests carry nothing spoofable: only allocate when something must go.
-    if request
-        .headers
-        .keys()
-        .any(|name| is_spoofable(name, server, route))
-    {
-        let spoofed: Vec<HeaderName> = request
-            .headers
+    if headers.keys().any(|name| is_spoofable(name, server, route)) {
+        let spoofed: Vec<HeaderName> = headers
             .keys()
             .filter(|name| is_spoofable(name, server, route))
             .cloned()
             .collect();
-        for name in &spoofed {
-            request.remove_header(name);
+        for name in spoofed {
+            headers.remove(name);
         }
     }
 
     for (name, value) in &prepared.headers {
-        request.insert_header(name.clone(), value.clone())?;
+        headers.insert(name.clone(), value.clone());
     }
     for (name, template) in &route.headers {
         let value = template.render(identity, now_unix);
@@ -60,24 +97,70 @@ pub fn apply(
             continue;
         }
         if let Ok(value) = HeaderValue::from_str(&value) {
-            request.insert_header(name.clone(), value)?;
+            headers.insert(name.clone(), value);
         }
     }
 
     if let Some(addr) = remote {
         let ip = addr.ip().to_string();
         // nginx's $proxy_add_x_forwarded_for: append to what the client sent.
-        let forwarded = match request
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
             _ => ip.clone(),
         };
-        request.insert_header("x-forwarded-for", forwarded)?;
-        request.insert_header("x-real-ip", ip)?;
+        if let Ok(forwarded) = HeaderValue::from_str(&forwarded) {
+            headers.insert("x-forwarded-for", forwarded);
+        }
+        if let Ok(ip) = HeaderValue::from_str(&ip) {
+            headers.insert("x-real-ip", ip);
+        }
     }
-    request.insert_header("x-forwarded-proto", "https")?;
-    Ok(())
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("transfer-encoding", "chunked"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut map, true, false);
+        let names: Vec<&str> = map.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn grpc_keeps_te_trailers_and_websocket_keeps_its_upgrade() {
+        let mut map = headers(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut map, true, false);
+        assert_eq!(map.get("te").unwrap(), "trailers");
+        let mut map = headers(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut map, false, false);
+        assert!(map.get("te").is_none());
+
+        let mut map = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut map, false, true);
+        assert_eq!(map.get("upgrade").unwrap(), "websocket");
+        assert_eq!(map.get("connection").unwrap(), "upgrade");
+    }
 }

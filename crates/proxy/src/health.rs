@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use certgate_config::HealthCheck;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
 
 use crate::Shared;
 

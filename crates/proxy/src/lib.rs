@@ -1,38 +1,51 @@
-//! The certgate proxy: a pingora service that terminates TLS, verifies client certificates,
-//! routes requests and forwards them with the caller's identity in headers.
+//! The certgate proxy: terminates TLS, verifies client certificates, routes requests and
+//! forwards them with the caller's identity in headers. hyper serves HTTP on both sides;
+//! pingora runs the process (signals, background services) and load-balances upstreams.
 //!
-//! - [`compile`] turns a validated config into the runtime model (loads every file);
-//! - [`tls`] is the listener side: SNI, client-certificate verifier, per-connection identity;
-//! - [`service`] is the `ProxyHttp` request path; [`routes`] matching and authorization;
-//! - [`responses`] the pages and gRPC statuses the gateway writes itself;
-//! - [`reload`] SIGHUP reload, [`shutdown`] the SIGTERM drain;
-//! - [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`) and [`access_log`].
+//! The request path, in the order a request meets it:
+//! - [`listener`] accept: sockets, worker threads, TLS handshakes; [`tls`] the rustls side
+//!   (SNI, client-certificate verifier) and the identity computed once per connection;
+//! - [`connection`] one hyper connection per client connection, idle and shutdown closes;
+//! - [`request`] one request through the phases: [`decide`] (reject, route with [`routes`],
+//!   authorize), [`forward`] (strip, then set headers), [`upstream`] (pools, TLS, the
+//!   exchange), [`responses`] (pages and gRPC statuses the gateway writes), [`record`]
+//!   (metrics and the access log, when the response [`body`] is done).
+//!
+//! Around it: [`compile`] turns a validated config into the runtime model (loads every
+//! file); [`reload`] SIGHUP reload, [`shutdown`] the SIGTERM drain; [`metrics`], [`admin`]
+//! (`/metrics`, `/healthz`, `/readyz`), [`access_log`] and [`health`] checks.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+mod activity;
 pub mod admin;
+pub mod body;
 mod cert_cache;
 pub mod compile;
+mod connection;
+pub mod decide;
 pub mod forward;
+mod h1_guard;
 pub mod health;
 pub mod listener;
 pub mod metrics;
-pub mod observe;
+pub mod record;
 pub mod reload;
+pub mod request;
 pub mod responses;
 pub mod routes;
-pub mod service;
 pub mod shutdown;
 pub mod tls;
 pub mod tls_metrics;
+pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use certgate_config::{Config, ConfigErrors};
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
 
 pub use compile::{compile, Compiled};
 
@@ -128,7 +141,7 @@ impl Shared {
 }
 
 /// The rustls provider certgate uses everywhere, installed as the process default before
-/// pingora installs its own.
+/// pingora (health checks) would install its own.
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     if let Some(provider) = rustls::crypto::CryptoProvider::get_default() {
         return provider.clone();
@@ -173,7 +186,7 @@ pub fn build_server(
     compiled: Compiled,
     config: &Config,
     options: &RunOptions,
-) -> pingora::Result<Server> {
+) -> pingora_core::Result<Server> {
     let threads = if options.threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -213,53 +226,56 @@ pub fn build_server(
     let mut listeners = Vec::new();
     for group in &state.compiled.listeners {
         let listener = listener::Listener::bind(&shared, group).map_err(|e| {
-            pingora::Error::because(pingora::ErrorType::BindError, group.addr.to_string(), e)
+            pingora_core::Error::because(
+                pingora_core::ErrorType::BindError,
+                group.addr.to_string(),
+                e,
+            )
         })?;
         listeners.push(listener);
     }
     drop(state);
-    let mut proxy =
-        pingora::proxy::http_proxy(&server.configuration, service::Gateway::new(shared.clone()));
-    // HTTP/1.x connections wait for their next request in `listener`; HTTP/2 connections
-    // are pingora's, which closes them after this long with no stream open.
-    let mut options = pingora::apps::HttpServerOptions::default();
-    options.h2_idle_timeout = Some(config.keepalive_timeout);
-    proxy.server_options = Some(options);
-    let reload = server.add_service(pingora::services::background::GenBackgroundService::new(
-        "reload on SIGHUP".to_string(),
-        Arc::new(reload::ReloadOnHangup {
-            shared: shared.clone(),
-            path: config.file.clone(),
-        }),
-    ));
-    let reopen = server.add_service(pingora::services::background::GenBackgroundService::new(
-        "reopen access log on SIGUSR1".to_string(),
-        Arc::new(access_log::ReopenOnUsr1 {
-            log: shared.access_log.clone(),
-        }),
-    ));
-    server.add_service(pingora::services::background::GenBackgroundService::new(
-        "drain on SIGTERM".to_string(),
-        Arc::new(shutdown::DrainOnTerm {
-            shared: shared.clone(),
-            grace: config.shutdown_grace,
-        }),
-    ));
+    let reload = server.add_service(
+        pingora_core::services::background::GenBackgroundService::new(
+            "reload on SIGHUP".to_string(),
+            Arc::new(reload::ReloadOnHangup {
+                shared: shared.clone(),
+                path: config.file.clone(),
+            }),
+        ),
+    );
+    let reopen = server.add_service(
+        pingora_core::services::background::GenBackgroundService::new(
+            "reopen access log on SIGUSR1".to_string(),
+            Arc::new(access_log::ReopenOnUsr1 {
+                log: shared.access_log.clone(),
+            }),
+        ),
+    );
+    server.add_service(
+        pingora_core::services::background::GenBackgroundService::new(
+            "drain on SIGTERM".to_string(),
+            Arc::new(shutdown::DrainOnTerm {
+                shared: shared.clone(),
+                grace: config.shutdown_grace,
+            }),
+        ),
+    );
     if let Some(admin) = &config.admin {
-        let mut service = pingora::services::listening::Service::new(
+        let mut service = pingora_core::services::listening::Service::new(
             "admin".to_string(),
             admin::Admin::new(shared.clone()),
         );
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);
     }
-    server.add_service(pingora::services::background::background_service(
+    server.add_service(pingora_core::services::background::background_service(
         "health checks",
         health::HealthChecks::new(shared.clone()),
     ));
     // Clients are let in only once SIGHUP and SIGUSR1 are handled.
     let gateway = server.add_service(listener::GatewayListeners::new(
-        proxy,
+        shared.clone(),
         listeners,
         threads,
         config.keepalive_timeout,

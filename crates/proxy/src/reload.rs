@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use certgate_config::{Config, ConfigErrors};
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
 
 use crate::compile::{compile, Compiled};
 use crate::Shared;
@@ -98,7 +98,7 @@ impl BackgroundService for ReloadOnHangup {
     async fn start_with_ready_notifier(
         &self,
         mut shutdown: ShutdownWatch,
-        ready: pingora::services::ServiceReadyNotifier,
+        ready: pingora_core::services::ServiceReadyNotifier,
     ) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {

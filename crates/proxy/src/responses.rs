@@ -1,13 +1,13 @@
-//! Responses the gateway writes itself: nginx's error pages (same titles and wording, so
-//! clients and runbooks written for nginx keep working) and, for gRPC requests,
-//! trailers-only gRPC statuses instead of HTML.
+//! The respond phase for answers the gateway writes itself: nginx's error pages (same titles
+//! and wording, so clients and runbooks written for nginx keep working) and, for gRPC
+//! requests, trailers-only gRPC statuses instead of HTML.
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::protocols::http::HttpTask;
-use pingora::proxy::Session;
+use http::{header, HeaderValue, Response, StatusCode};
 
-/// Why `request_filter` refused a request. Nothing is forwarded upstream for any of these.
+use crate::body::ResponseBody;
+
+/// Why the decide phase refused a request. Nothing is forwarded upstream for any of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     NoCertificate,
@@ -20,7 +20,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    fn status(self) -> u16 {
+    pub fn status(self) -> u16 {
         match self {
             Rejection::NoCertificate | Rejection::BadCertificate => 400,
             Rejection::Forbidden => 403,
@@ -84,101 +84,48 @@ fn grpc_for_code(code: u16) -> (u16, &'static str) {
     }
 }
 
-async fn write_html(session: &mut Session, code: u16, title: Option<&str>) {
+/// An nginx-style HTML page.
+fn html(code: u16, title: Option<&str>) -> Response<ResponseBody> {
     let body = Bytes::from(html_page(code, title));
-    let Ok(mut header) = ResponseHeader::build(code, Some(3)) else {
-        return;
-    };
-    let ok = header
-        .insert_header(http::header::CONTENT_TYPE, "text/html")
-        .is_ok()
-        && header
-            .insert_header(http::header::CONTENT_LENGTH, body.len())
-            .is_ok();
-    if !ok {
-        return;
-    }
-    if code == 400 {
-        // As nginx does after a certificate error: do not keep the connection.
-        session.set_keepalive(None);
-    }
-    if let Err(e) = session.write_response_header(Box::new(header), false).await {
-        tracing::debug!("could not write error response: {e}");
-        return;
-    }
-    if let Err(e) = session.write_response_body(Some(body), true).await {
-        tracing::debug!("could not write error response body: {e}");
-    }
+    let mut response = Response::new(ResponseBody::gateway(body.clone()));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
 }
 
-/// A trailers-only gRPC response: HTTP 200 with grpc-status in the headers, no body.
-async fn write_grpc(session: &mut Session, status: u16, message: &str) {
-    let Ok(mut header) = ResponseHeader::build(200, Some(3)) else {
-        return;
-    };
-    let ok = header
-        .insert_header(http::header::CONTENT_TYPE, "application/grpc")
-        .is_ok()
-        && header
-            .insert_header("grpc-status", status.to_string())
-            .is_ok()
-        && header.insert_header("grpc-message", message).is_ok();
-    if !ok {
-        return;
-    }
-    let written = if session.is_http2() {
-        // pingora's `write_response_header` drops the end-of-stream flag for h2 and ends
-        // the stream later with an empty DATA frame; gRPC clients then see a body without
-        // trailers (UNKNOWN). A header task carries the flag: one HEADERS frame with
-        // END_STREAM, the trailers-only form gRPC defines.
-        session
-            .downstream_session
-            .response_duplex_vec(vec![HttpTask::Header(Box::new(header), true)])
-            .await
-            .map(|_| ())
-    } else {
-        session.write_response_header(Box::new(header), true).await
-    };
-    if let Err(e) = written {
-        tracing::debug!("could not write gRPC status: {e}");
-    }
+/// A trailers-only gRPC response: HTTP 200 with `grpc-status` in the headers and no body,
+/// which HTTP/2 sends as one HEADERS frame with END_STREAM, the form gRPC defines.
+fn grpc(status: u16, message: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::gateway(Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(status));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
 }
 
-pub async fn reject(session: &mut Session, rejection: Rejection, grpc: bool) {
-    if grpc {
+/// The answer to a refused request.
+pub fn reject(rejection: Rejection, is_grpc: bool) -> Response<ResponseBody> {
+    if is_grpc {
         let (status, message) = rejection.grpc_status();
-        write_grpc(session, status, message).await;
+        grpc(status, message)
     } else {
-        write_html(session, rejection.status(), rejection.nginx_title()).await;
-    }
-    linger(session).await;
-}
-
-/// How long a refused request's unread body is read and discarded (nginx's `lingering_time`).
-const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// nginx's lingering close: after refusing a request whose body is still arriving, read
-/// and discard it for a while, so the client's kernel does not answer its own unfinished
-/// upload with a reset that destroys the response before the client reads it.
-async fn linger(session: &mut Session) {
-    if session.is_http2() || session.is_body_done() {
-        return;
-    }
-    session.set_keepalive(None);
-    if tokio::time::timeout(LINGERING_TIME, session.drain_request_body())
-        .await
-        .is_err()
-    {
-        tracing::debug!("refused request body still arriving after {LINGERING_TIME:?}; closing");
+        html(rejection.status(), rejection.nginx_title())
     }
 }
 
-pub async fn error_page(session: &mut Session, code: u16, grpc: bool) {
-    if grpc {
+/// The answer to a failed upstream exchange (502, 504) or a body over the limit (413).
+pub fn error_page(code: u16, is_grpc: bool) -> Response<ResponseBody> {
+    if is_grpc {
         let (status, message) = grpc_for_code(code);
-        write_grpc(session, status, message).await;
+        grpc(status, message)
     } else {
-        write_html(session, code, None).await;
+        html(code, None)
     }
 }
 

@@ -2,27 +2,22 @@
 //! which client-certificate verifier to run in the handshake, and the per-connection
 //! identity computed once when the handshake completes.
 
-use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use certgate_config::{OnFailure, TlsProtocol, VerifyMode};
 use certgate_identity::{ClientCert, Identity, PreparedHeaders, TlsInfo, VerifyResult};
 use certgate_pki::{ClientAuthMode, ClientAuthVerifier};
-use pingora::listeners::TlsAccept;
-use pingora::protocols::tls::TlsRef;
 use rustls::pki_types::UnixTime;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ServerConfig, ServerConnection};
 
 use crate::compile::{Compiled, CompiledServer, ListenerGroup};
 use crate::Shared;
 
-/// What the gateway knows about one TLS connection; stored in pingora's `SslDigest`
-/// extension and read by every request on the connection (HTTP/1.1 keep-alive and
-/// HTTP/2 streams alike).
+/// What the gateway knows about one TLS connection, computed once after the handshake and
+/// read by every request on the connection (HTTP/1.1 keep-alive and HTTP/2 streams alike).
 pub struct ConnectionIdentity {
     /// Index of the server chosen by SNI, in the configuration generation below.
     pub server: usize,
@@ -145,25 +140,34 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// Runs when a handshake completes (full or resumed) and computes the connection's identity.
-struct HandshakeHook {
+/// Computes a connection's identity when its handshake completes (full or resumed): the
+/// server SNI chose, the client chain verified against that server's CAs and CRLs, and the
+/// parsed certificate. Also counts the handshake and the verification outcome.
+pub(crate) struct Identify {
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
     certs: crate::cert_cache::ClientCertCache,
 }
 
-#[async_trait]
-impl TlsAccept for HandshakeHook {
-    async fn handshake_complete_callback(
-        &self,
-        tls: &TlsRef,
-    ) -> Option<Arc<dyn Any + Send + Sync>> {
+impl Identify {
+    pub(crate) fn new(shared: &Arc<Shared>, addr: std::net::SocketAddr) -> Identify {
+        Identify {
+            shared: shared.clone(),
+            addr,
+            certs: Default::default(),
+        }
+    }
+
+    /// `None` when the listen address is gone from the configuration (a reload that
+    /// needs a restart is refused, so only in a race with shutdown).
+    pub(crate) fn connection(&self, tls: &ServerConnection) -> Option<Arc<ConnectionIdentity>> {
         let state = self.shared.current.load();
         let compiled = &state.compiled;
         let group = compiled.listeners.iter().find(|g| g.addr == self.addr)?;
-        let server_index = select_server(compiled, group, tls.server_name());
+        let sni = tls.server_name();
+        let server_index = select_server(compiled, group, sni);
         let server = &compiled.servers[server_index];
-        let (verify, verify_code, cert) = match tls.peer_cert_chain_der() {
+        let (verify, verify_code, cert) = match tls.peer_certificates() {
             None | Some([]) => (VerifyResult::None, None, None),
             Some(chain) => {
                 // Verified on every handshake, resumed or not, so a CA or CRL change applies
@@ -209,21 +213,27 @@ impl TlsAccept for HandshakeHook {
         let active = Some(Arc::new(crate::metrics::ActiveConnection::new(
             &handles.connections_active,
         )));
-        let conn = Arc::new(ConnectionIdentity {
+        let protocol = tls
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let cipher = tls
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("");
+        Some(Arc::new(ConnectionIdentity {
             server: server_index,
             generation: state.generation,
             listen: Some(self.addr),
-            sni: tls.server_name().map(str::to_owned),
+            sni: sni.map(str::to_owned),
             verify,
             verify_code,
             cert,
-            protocol: certgate_identity::openssl_protocol_name(tls.version().unwrap_or("")),
-            cipher: certgate_identity::openssl_cipher_name(tls.current_cipher_name().unwrap_or("")),
+            protocol: certgate_identity::openssl_protocol_name(protocol),
+            cipher: certgate_identity::openssl_cipher_name(cipher),
             prepared: OnceLock::new(),
             active,
-        });
-        // pingora hands back `&T`; storing the Arc lets each request keep its own handle.
-        Some(Arc::new(conn))
+        }))
     }
 }
 
@@ -310,16 +320,4 @@ pub fn server_config(
         config.send_tls13_tickets = 0;
     }
     Ok(Arc::new(config))
-}
-
-/// The post-handshake hook of one listen address: computes each connection's identity.
-pub(crate) fn handshake_hook(
-    shared: &Arc<Shared>,
-    addr: std::net::SocketAddr,
-) -> impl TlsAccept + Send + Sync {
-    HandshakeHook {
-        shared: shared.clone(),
-        addr,
-        certs: Default::default(),
-    }
 }

@@ -1,0 +1,197 @@
+//! The bodies on the request path: the client's request body as it streams upstream
+//! (counted against `max_body_size`), and the response body the client receives (the
+//! upstream's, streamed, or a page the gateway wrote), which records the request in the
+//! access log and metrics when it is done.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// Errors a body on the request path can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body grew past the route's `max_body_size` while it streamed.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than max_body_size ({limit} bytes)")]
+pub struct TooLarge {
+    pub limit: u64,
+}
+
+/// The client's request body on its way upstream. Counts what streams through when the
+/// route has a `max_body_size` (chunked and HTTP/2 uploads carry no `Content-Length`), and
+/// ends with [`TooLarge`] at the first byte over it, which aborts the upstream request:
+/// the upstream never receives the body whole.
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    /// Set when the limit was crossed, for the request path to answer 413 however the
+    /// upstream exchange ended (an HTTP/2 upstream sees only a reset stream).
+    exceeded: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    /// `limit` 0 means unlimited. Returns the flag that tells whether the limit was crossed.
+    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Arc<AtomicBool>>) {
+        let exceeded = (limit > 0 && !inner.is_end_stream()).then(Default::default);
+        let body = RequestBody {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+            exceeded: exceeded.clone(),
+        };
+        (body, exceeded)
+    }
+
+    /// No body (an upgrade request's own body, or a request whose body stays behind).
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            limit: 0,
+            seen: 0,
+            exceeded: None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let (Some(data), Some(exceeded)) = (frame.data_ref(), &this.exceeded) {
+            this.seen += data.len() as u64;
+            if this.seen > this.limit {
+                exceeded.store(true, Ordering::Relaxed);
+                this.inner = None;
+                return Poll::Ready(Some(Err(TooLarge { limit: this.limit }.into())));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Called once when a response body is done: with the bytes sent and whether the whole
+/// body went out.
+pub trait OnDone: Send {
+    fn done(self: Box<Self>, bytes_sent: u64, complete: bool);
+}
+
+/// Where a response body's bytes come from.
+pub enum Source {
+    /// The upstream's response, streamed as it arrives.
+    Upstream(crate::upstream::UpstreamBody),
+    /// A page or status the gateway wrote itself (nginx's error pages, gRPC statuses).
+    Gateway(Option<Bytes>),
+}
+
+/// The body of every response the client receives.
+pub struct ResponseBody {
+    source: Source,
+    sent: u64,
+    on_done: Option<Box<dyn OnDone>>,
+}
+
+impl ResponseBody {
+    pub fn new(source: Source, on_done: Option<Box<dyn OnDone>>) -> ResponseBody {
+        ResponseBody {
+            source,
+            sent: 0,
+            on_done,
+        }
+    }
+
+    /// Bytes written by the gateway, with no recording attached.
+    pub fn gateway(bytes: Bytes) -> ResponseBody {
+        ResponseBody::new(Source::Gateway(Some(bytes).filter(|b| !b.is_empty())), None)
+    }
+
+    pub fn set_on_done(&mut self, on_done: Box<dyn OnDone>) {
+        self.on_done = Some(on_done);
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(on_done) = self.on_done.take() {
+            on_done.done(self.sent, complete);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.source {
+            Source::Upstream(body) => ready!(Pin::new(body).poll_frame(cx)),
+            Source::Gateway(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+        };
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+            }
+            Some(Err(_)) => this.finish(false),
+            None => this.finish(true),
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Gateway(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Upstream(body) => body.size_hint(),
+            Source::Gateway(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper drops a body it never polls (HEAD, 204, 304) and one whose client went
+        // away; either way the request is recorded once.
+        let complete = self.is_end_stream();
+        self.finish(complete);
+    }
+}

@@ -1,0 +1,178 @@
+//! The decide phase: every check that can refuse a request before anything is sent
+//! upstream — SNI and Host naming the same server (421), the server's client-certificate
+//! policy (nginx's 400 pages), the route (404), per-route certificate requirement and
+//! `allow` rules (403), and a declared `Content-Length` over `max_body_size` (413).
+//! Pure: reads the request head, the connection's identity and the configuration.
+
+use std::sync::Arc;
+
+use certgate_config::VerifyMode;
+use certgate_identity::VerifyResult;
+use http::request::Parts;
+
+use crate::compile::{CompiledRoute, CompiledServer};
+use crate::responses::Rejection;
+use crate::tls::{select_server, ConnectionIdentity};
+use crate::State;
+
+/// What the decide phase settled for a request it lets through.
+pub struct Decision {
+    pub server_index: usize,
+    pub route_index: usize,
+    /// The connection's identity, re-bound to the server and generation of this decision
+    /// when a reload happened since the handshake.
+    pub conn: Arc<ConnectionIdentity>,
+}
+
+impl Decision {
+    pub fn server<'s>(&self, state: &'s State) -> Option<&'s CompiledServer> {
+        state.compiled.servers.get(self.server_index)
+    }
+
+    pub fn route<'s>(&self, state: &'s State) -> Option<&'s CompiledRoute> {
+        self.server(state)?.routes.get(self.route_index)
+    }
+}
+
+/// A refusal, with what was known when it was made (for metrics and the access log).
+pub struct Refusal {
+    pub rejection: Rejection,
+    pub server_index: Option<usize>,
+    pub route_index: Option<usize>,
+}
+
+/// Host (HTTP/1.1) or :authority (HTTP/2), without port, lower-cased.
+pub fn request_host(head: &Parts) -> String {
+    let raw = head
+        .uri
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            head.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    match h.rsplit_once(':') {
+                        // An IPv6 literal keeps its brackets; a port after them is dropped.
+                        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                            host.to_string()
+                        }
+                        _ => h.to_string(),
+                    }
+                })
+        })
+        .unwrap_or_default();
+    raw.trim_end_matches('.').to_ascii_lowercase()
+}
+
+pub fn is_grpc(head: &Parts) -> bool {
+    head.headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Decides `head` on a connection with identity `conn`, under configuration `state`.
+pub fn decide(
+    state: &State,
+    conn: &Arc<ConnectionIdentity>,
+    head: &Parts,
+) -> Result<Decision, Refusal> {
+    let refuse = |rejection, server_index, route_index| Refusal {
+        rejection,
+        server_index,
+        route_index,
+    };
+    let compiled = &state.compiled;
+    let mut server_index = conn.server;
+    let group = compiled
+        .listeners
+        .iter()
+        .find(|g| g.servers.contains(&server_index) && Some(g.addr) == conn.listen)
+        .or_else(|| {
+            compiled
+                .listeners
+                .iter()
+                .find(|g| g.servers.contains(&server_index))
+        });
+    if conn.generation != state.generation {
+        // The configuration was reloaded since the handshake: re-resolve by SNI.
+        if let Some(group) = group {
+            server_index = select_server(compiled, group, conn.sni.as_deref());
+        }
+    }
+    let host = request_host(head);
+    if let Some(group) = group {
+        if group.servers.len() > 1
+            && !host.is_empty()
+            && select_server(compiled, group, Some(&host)) != server_index
+        {
+            // The TLS policy of one server must not admit a request for another.
+            return Err(refuse(Rejection::Misdirected, Some(server_index), None));
+        }
+    }
+    let Some(server) = compiled.servers.get(server_index) else {
+        return Err(refuse(Rejection::Internal, None, None));
+    };
+    let at_server = |rejection| refuse(rejection, Some(server_index), None);
+
+    let cert_sent = conn.cert_sent();
+    let verified = matches!(conn.verify, VerifyResult::Success);
+    match server.verify {
+        VerifyMode::On if !cert_sent => return Err(at_server(Rejection::NoCertificate)),
+        VerifyMode::On | VerifyMode::Optional if cert_sent && !verified => {
+            return Err(at_server(Rejection::BadCertificate))
+        }
+        // nginx forwards only "issuer not trusted" failures under optional_no_ca.
+        VerifyMode::OptionalNoCa
+            if cert_sent
+                && !verified
+                && !conn
+                    .verify_code
+                    .is_some_and(certgate_pki::verify::untrusted_issuer_only) =>
+        {
+            return Err(at_server(Rejection::BadCertificate))
+        }
+        _ => {}
+    }
+
+    let path = head.uri.path();
+    let Some(route_index) = server
+        .routes
+        .iter()
+        .position(|r| r.matcher.matches(path, &host))
+    else {
+        return Err(at_server(Rejection::NoRoute));
+    };
+    let route = &server.routes[route_index];
+    let at_route = |rejection| refuse(rejection, Some(server_index), Some(route_index));
+    if route.require_client_cert && server.verify != VerifyMode::Off && !cert_sent {
+        return Err(at_route(Rejection::NoCertificate));
+    }
+    if !route.allow.is_empty() {
+        let allowed = verified && conn.cert.as_ref().is_some_and(|c| route.allow.allows(c));
+        if !allowed {
+            return Err(at_route(Rejection::Forbidden));
+        }
+    }
+    if route.max_body_size > 0 {
+        // nginx answers 413 from the declared length, before reading any of the body.
+        let declared = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > route.max_body_size) {
+            return Err(at_route(Rejection::TooLarge));
+        }
+    }
+    let conn = if server_index != conn.server || conn.generation != state.generation {
+        Arc::new(conn.for_server(server_index, state.generation))
+    } else {
+        conn.clone()
+    };
+    Ok(Decision {
+        server_index,
+        route_index,
+        conn,
+    })
+}
