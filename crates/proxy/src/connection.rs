@@ -77,7 +77,7 @@ pub(crate) async fn serve(
             |c| c.graceful_shutdown(),
         )
         .await;
-        if let Err(e) = ended {
+        if let Some(Err(e)) = ended {
             tracing::debug!(%remote, "HTTP/2 connection ended: {e}");
         }
     } else {
@@ -94,7 +94,7 @@ pub(crate) async fn serve(
             |c| c.graceful_shutdown(),
         )
         .await;
-        if let Err(e) = ended {
+        if let Some(Err(e)) = ended {
             tracing::debug!(%remote, "HTTP/1.1 connection ended: {e}");
         }
     }
@@ -113,13 +113,13 @@ async fn watch<C, T>(
     idle_timeout: Duration,
     shutdown: &mut ShutdownWatch,
     close: impl Fn(Pin<&mut C>),
-) -> T
+) -> Option<T>
 where
     C: std::future::Future<Output = T>,
 {
     if *shutdown.borrow() {
         close(connection.as_mut());
-        return connection.await;
+        return closing(connection, activity).await;
     }
     let idle = tokio::time::sleep(idle_timeout);
     let mut idle = std::pin::pin!(idle);
@@ -128,7 +128,7 @@ where
     loop {
         tokio::select! {
             biased;
-            ended = connection.as_mut() => return ended,
+            ended = connection.as_mut() => return Some(ended),
             () = idle.as_mut() => {
                 let idle_for = activity.idle_for();
                 if idle_for >= idle_timeout {
@@ -141,7 +141,26 @@ where
         }
     }
     close(connection.as_mut());
-    connection.await
+    closing(connection, activity).await
+}
+
+/// How long a connection asked to close may take to do so once it has no request in
+/// flight. An HTTP/2 graceful close waits for the client's PING acknowledgement after the
+/// GOAWAY, which a stalled or hostile client never sends.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Lets a closing connection finish its requests in flight, then ends it.
+async fn closing<C, T>(mut connection: Pin<&mut C>, activity: &Activity) -> Option<T>
+where
+    C: std::future::Future<Output = T>,
+{
+    loop {
+        match tokio::time::timeout(CLOSE_WAIT, connection.as_mut()).await {
+            Ok(ended) => return Some(ended),
+            Err(_) if activity.idle_for() > Duration::ZERO => return None,
+            Err(_) => {}
+        }
+    }
 }
 
 /// The client's TLS stream as hyper reads and writes it.
