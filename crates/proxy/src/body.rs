@@ -4,9 +4,10 @@
 //! access log and metrics when it is done.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -22,6 +23,48 @@ pub struct TooLarge {
     pub limit: u64,
 }
 
+/// How a request body's trip upstream is going, shared with the exchange's timers: the
+/// send timeout runs between two pieces of the body, the read timeout from its end.
+pub struct Progress {
+    started: Instant,
+    /// When the last piece went through, as nanoseconds since `started`.
+    last: AtomicU64,
+    done: AtomicBool,
+    /// The body grew past `max_body_size`: the request path answers 413 however the
+    /// upstream exchange ended (an HTTP/2 upstream sees only a reset stream).
+    exceeded: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            exceeded: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// When the last piece of the body went through (or the body was set out).
+    pub fn last_activity(&self) -> Instant {
+        self.started + Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Whether the whole body has gone upstream.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+}
+
 /// The client's request body on its way upstream. Counts what streams through when the
 /// route has a `max_body_size` (chunked and HTTP/2 uploads carry no `Content-Length`), and
 /// ends with [`TooLarge`] at the first byte over it, which aborts the upstream request:
@@ -30,32 +73,21 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
-    /// Set when the limit was crossed, for the request path to answer 413 however the
-    /// upstream exchange ended (an HTTP/2 upstream sees only a reset stream).
-    exceeded: Option<Arc<AtomicBool>>,
+    /// `None` for a request without a body (most of them): nothing to time or count.
+    progress: Option<Arc<Progress>>,
 }
 
 impl RequestBody {
-    /// `limit` 0 means unlimited. Returns the flag that tells whether the limit was crossed.
-    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Arc<AtomicBool>>) {
-        let exceeded = (limit > 0 && !inner.is_end_stream()).then(Default::default);
+    /// `limit` 0 means unlimited. Returns the body's progress, shared with the exchange.
+    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Arc<Progress>>) {
+        let progress = (!inner.is_end_stream()).then(|| Arc::new(Progress::new()));
         let body = RequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
-            exceeded: exceeded.clone(),
+            progress: progress.clone(),
         };
-        (body, exceeded)
-    }
-
-    /// No body (an upgrade request's own body, or a request whose body stays behind).
-    pub fn empty() -> RequestBody {
-        RequestBody {
-            inner: None,
-            limit: 0,
-            seen: 0,
-            exceeded: None,
-        }
+        (body, progress)
     }
 }
 
@@ -71,18 +103,29 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+        let polled = ready!(Pin::new(inner).poll_frame(cx));
+        let Some(progress) = &this.progress else {
+            return Poll::Ready(polled.map(|frame| frame.map_err(Into::into)));
+        };
+        progress.touch();
+        let frame = match polled {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
+            None => {
+                progress.done.store(true, Ordering::Relaxed);
+                return Poll::Ready(None);
+            }
         };
-        if let (Some(data), Some(exceeded)) = (frame.data_ref(), &this.exceeded) {
+        if let Some(data) = frame.data_ref() {
             this.seen += data.len() as u64;
-            if this.seen > this.limit {
-                exceeded.store(true, Ordering::Relaxed);
+            if this.limit > 0 && this.seen > this.limit {
+                progress.exceeded.store(true, Ordering::Relaxed);
                 this.inner = None;
                 return Poll::Ready(Some(Err(TooLarge { limit: this.limit }.into())));
             }
+        }
+        if this.inner.as_ref().is_none_or(Body::is_end_stream) {
+            progress.done.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Some(Ok(frame)))
     }

@@ -4,7 +4,6 @@
 //! this one only strings them together and turns failures into answers in one place.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +119,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     let client_version = head.version;
     head.uri = origin_form(&head.uri);
     head.version = Version::HTTP_11;
-    let (body, exceeded) = RequestBody::new(body, route.max_body_size);
+    let (body, progress) = RequestBody::new(body, route.max_body_size);
     let outbound = Request::from_parts(head, body);
 
     // Forward.
@@ -143,6 +142,8 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         server_name: &server_name,
         connect_timeout: route.connect_timeout,
         read_timeout,
+        send_timeout: route.send_timeout,
+        body: progress.clone(),
         upgrade,
         authority,
     };
@@ -150,7 +151,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         record.upstream_started = Some(Instant::now());
     }
     let exchanged = upstream::send(&target, outbound).await;
-    let too_large = exceeded.is_some_and(|flag| flag.load(Ordering::Relaxed));
+    let too_large = progress.is_some_and(|p| p.exceeded());
 
     // Respond.
     let mut response = match exchanged {

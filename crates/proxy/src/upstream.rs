@@ -53,6 +53,8 @@ pub enum UpstreamError {
     },
     #[error("no response from {addr} within {after:?}")]
     Timeout { addr: SocketAddr, after: Duration },
+    #[error("{addr} took no request body for {after:?}")]
+    SendTimeout { addr: SocketAddr, after: Duration },
     #[error("exchange with {addr} failed: {source}")]
     Exchange {
         addr: SocketAddr,
@@ -74,7 +76,9 @@ impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            UpstreamError::ConnectTimeout { .. } | UpstreamError::Timeout { .. }
+            UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Timeout { .. }
+                | UpstreamError::SendTimeout { .. }
         )
     }
 
@@ -101,8 +105,13 @@ pub struct Target<'a> {
     /// The name sent as SNI and verified (TLS upstreams only).
     pub server_name: &'a (dyn Fn() -> String + Sync),
     pub connect_timeout: Duration,
-    /// For the response header, and between two reads of the response body.
+    /// For the response header once the request body is sent, and between two reads of
+    /// the response body (`proxy_read_timeout`).
     pub read_timeout: Duration,
+    /// Between two pieces of the request body taken by the upstream (`proxy_send_timeout`).
+    pub send_timeout: Duration,
+    /// The request body's progress; `None` when there is no body.
+    pub body: Option<Arc<crate::body::Progress>>,
     /// An HTTP/1.1 `Upgrade` (WebSocket): a fresh HTTP/1.1 connection of its own.
     pub upgrade: bool,
     /// `:authority` for an HTTP/2 upstream (the client's Host).
@@ -338,16 +347,42 @@ pub async fn send(
     }
 }
 
+/// Waits for the response header: at most `send_timeout` between two pieces of the request
+/// body, then at most `read_timeout` from its end. One timer, moved on only when it fires.
 async fn with_timeout<T>(
     target: &Target<'_>,
     exchange: impl std::future::Future<Output = T>,
 ) -> Result<T, UpstreamError> {
-    tokio::time::timeout(target.read_timeout, exchange)
-        .await
-        .map_err(|_| UpstreamError::Timeout {
-            addr: target.addr,
-            after: target.read_timeout,
-        })
+    let addr = target.addr;
+    let Some(body) = &target.body else {
+        return tokio::time::timeout(target.read_timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                addr,
+                after: target.read_timeout,
+            });
+    };
+    let mut exchange = std::pin::pin!(exchange);
+    let timer = tokio::time::sleep(target.send_timeout.min(target.read_timeout));
+    let mut timer = std::pin::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            answered = exchange.as_mut() => return Ok(answered),
+            () = timer.as_mut() => {
+                let (wait, error) = if body.is_done() {
+                    (target.read_timeout, UpstreamError::Timeout { addr, after: target.read_timeout })
+                } else {
+                    (target.send_timeout, UpstreamError::SendTimeout { addr, after: target.send_timeout })
+                };
+                let deadline = body.last_activity() + wait;
+                if std::time::Instant::now() >= deadline {
+                    return Err(error);
+                }
+                timer.as_mut().reset(deadline.into());
+            }
+        }
+    }
 }
 
 async fn send_h2(
