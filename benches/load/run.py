@@ -14,11 +14,10 @@ measurement, not a test.
 
 Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
 
-`--systems certgate,nginx,haproxy,bare-pingora,bare-hyper` adds a bare pingora proxy
-(benches/load/bare_pingora.rs: no client certificates, no headers) and the same proxy on
-hyper instead of pingora's HTTP layer (benches/load/bare_hyper.rs) to the keep-alive and
-HTTP/2 rows: pingora's own cost without certgate's code, and what the same TLS, runtime
-and allocator cost under another HTTP implementation.
+`--systems certgate,nginx,haproxy,bare-hyper` adds a bare hyper proxy
+(benches/load/bare_hyper.rs: no client certificates, no headers, no routing) to the
+keep-alive and HTTP/2 rows: the floor for certgate, which runs on the same TLS, hyper,
+runtime shape and allocator, so the gap between the two is certgate's own per-request work.
 
 Needs: nginx, haproxy (apt), oha (`cargo install oha --locked`), a release build of
 certgate (`cargo build --release`; built if missing).
@@ -44,7 +43,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CERTGATE = ROOT / "target" / "release" / "certgate"
-BARE_PINGORA = ROOT / "target" / "release" / "examples" / "bare-pingora"
 BARE_HYPER = ROOT / "target" / "release" / "examples" / "bare-hyper"
 PORT = 18443
 UPSTREAM_PORT = 18080
@@ -207,7 +205,7 @@ backend app
 
 
 def bare_conf(binary: Path):
-    """A reference proxy (bare_pingora.rs, bare_hyper.rs): no client certificates, no
+    """A reference proxy (bare_hyper.rs): no client certificates, no
     headers, so what its HTTP layer costs without certgate's code (keep-alive and HTTP/2
     rows only)."""
     def conf(work: Path, pki: Path, resumption: bool) -> list:
@@ -217,9 +215,9 @@ def bare_conf(binary: Path):
 
 
 SYSTEMS = {"certgate": certgate_conf, "nginx": nginx_conf, "haproxy": haproxy_conf,
-           "bare-pingora": bare_conf(BARE_PINGORA), "bare-hyper": bare_conf(BARE_HYPER)}
+           "bare-hyper": bare_conf(BARE_HYPER)}
 # Scenarios a system takes part in, when not all of them.
-ONLY = {"bare-pingora": ("keep-alive", "HTTP/2"), "bare-hyper": ("keep-alive", "HTTP/2")}
+ONLY = {"bare-hyper": ("keep-alive", "HTTP/2")}
 
 
 # ---------------------------------------------------------------- process handling
@@ -436,7 +434,7 @@ def main():
             sys.exit(f"{tool} not found (apt-get install nginx haproxy; cargo install oha --locked)")
     if not CERTGATE.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "certgate"], cwd=ROOT, check=True)
-    for name, binary in (("bare-pingora", BARE_PINGORA), ("bare-hyper", BARE_HYPER)):
+    for name, binary in (("bare-hyper", BARE_HYPER),):
         if name in systems and not binary.exists():
             subprocess.run(["cargo", "build", "--release", "-p", "certgate-benches", "--example", name],
                            cwd=ROOT, check=True)

@@ -41,7 +41,7 @@ fn headers(c: &mut Criterion) {
     };
     let now = 1_800_000_000;
     let prepared = server.header_plan.prepare(&identity, now);
-    let remote = Some("127.0.0.1:40000".parse().expect("addr"));
+    let remote = http::HeaderValue::from_static("127.0.0.1");
 
     for (name, spoofed) in [
         ("headers/forward_plain_request", false),
@@ -53,7 +53,13 @@ fn headers(c: &mut Criterion) {
                 |headers| {
                     certgate_proxy::forward::strip_hop_by_hop(headers, false, false);
                     certgate_proxy::forward::apply(
-                        headers, server, route, &identity, &prepared, remote, now,
+                        headers,
+                        server,
+                        route,
+                        &identity,
+                        &prepared,
+                        Some(&remote),
+                        now,
                     );
                     black_box(headers.len())
                 },

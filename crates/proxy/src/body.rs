@@ -33,6 +33,9 @@ pub struct Progress {
     /// The body grew past `max_body_size`: the request path answers 413 however the
     /// upstream exchange ended (an HTTP/2 upstream sees only a reset stream).
     exceeded: AtomicBool,
+    /// The rest of an oversized body, kept for the request path to drain: an HTTP/2 client
+    /// still uploading reads the 413 only if its stream is not reset under it.
+    parked: std::sync::Mutex<Option<Incoming>>,
 }
 
 impl Progress {
@@ -42,6 +45,7 @@ impl Progress {
             last: AtomicU64::new(0),
             done: AtomicBool::new(false),
             exceeded: AtomicBool::new(false),
+            parked: std::sync::Mutex::new(None),
         }
     }
 
@@ -62,6 +66,11 @@ impl Progress {
 
     pub fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// What is left of a body that grew past `max_body_size`.
+    pub fn take_parked(&self) -> Option<Incoming> {
+        self.parked.lock().ok().and_then(|mut parked| parked.take())
     }
 }
 
@@ -120,7 +129,10 @@ impl Body for RequestBody {
             this.seen += data.len() as u64;
             if this.limit > 0 && this.seen > this.limit {
                 progress.exceeded.store(true, Ordering::Relaxed);
-                this.inner = None;
+                let rest = this.inner.take();
+                if let Ok(mut parked) = progress.parked.lock() {
+                    *parked = rest;
+                }
                 return Poll::Ready(Some(Err(TooLarge { limit: this.limit }.into())));
             }
         }

@@ -53,6 +53,13 @@ pub(crate) async fn serve(
         shared,
         identity,
         remote,
+        version: if h2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        },
+        remote_ip: http::HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(http::HeaderValue::from_static("-")),
         activity: activity.clone(),
     });
     let service = service_fn(move |request| {

@@ -1,9 +1,11 @@
 //! The decide phase: every check that can refuse a request before anything is sent
 //! upstream — SNI and Host naming the same server (421), the server's client-certificate
 //! policy (nginx's 400 pages), the route (404), per-route certificate requirement and
-//! `allow` rules (403), and a declared `Content-Length` over `max_body_size` (413).
+//! `allow` rules (403), a declared `Content-Length` over `max_body_size` (413), and
+//! `CONNECT` (405: a reverse proxy opens no tunnels).
 //! Pure: reads the request head, the connection's identity and the configuration.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use certgate_config::VerifyMode;
@@ -41,28 +43,32 @@ pub struct Refusal {
     pub route_index: Option<usize>,
 }
 
-/// Host (HTTP/1.1) or :authority (HTTP/2), without port, lower-cased.
-pub fn request_host(head: &Parts) -> String {
-    let raw = head
-        .uri
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            head.headers
+/// Host (HTTP/1.1) or :authority (HTTP/2), without port or trailing dot, lower-cased;
+/// borrowed from the request when it is already in that form (almost always).
+pub fn request_host(head: &Parts) -> Cow<'_, str> {
+    let raw = match head.uri.authority() {
+        Some(authority) => authority.host(),
+        None => {
+            let Some(host) = head
+                .headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(|h| {
-                    match h.rsplit_once(':') {
-                        // An IPv6 literal keeps its brackets; a port after them is dropped.
-                        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-                            host.to_string()
-                        }
-                        _ => h.to_string(),
-                    }
-                })
-        })
-        .unwrap_or_default();
-    raw.trim_end_matches('.').to_ascii_lowercase()
+            else {
+                return Cow::Borrowed("");
+            };
+            match host.rsplit_once(':') {
+                // An IPv6 literal keeps its brackets; a port after them is dropped.
+                Some((name, port)) if port.bytes().all(|c| c.is_ascii_digit()) => name,
+                _ => host,
+            }
+        }
+    };
+    let host = raw.trim_end_matches('.');
+    if host.bytes().any(|c| c.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 pub fn is_grpc(head: &Parts) -> bool {
@@ -104,7 +110,7 @@ pub fn decide(
     if let Some(group) = group {
         if group.servers.len() > 1
             && !host.is_empty()
-            && select_server(compiled, group, Some(&host)) != server_index
+            && select_server(compiled, group, Some(host.as_ref())) != server_index
         {
             // The TLS policy of one server must not admit a request for another.
             return Err(refuse(Rejection::Misdirected, Some(server_index), None));
@@ -135,6 +141,9 @@ pub fn decide(
         _ => {}
     }
 
+    if head.method == http::Method::CONNECT {
+        return Err(at_server(Rejection::MethodNotAllowed));
+    }
     let path = head.uri.path();
     let Some(route_index) = server
         .routes

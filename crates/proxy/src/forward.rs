@@ -7,8 +7,6 @@
 //!
 //! Pure header editing, so it can be benchmarked and tested without a connection.
 
-use std::net::SocketAddr;
-
 use certgate_identity::{HeaderPlan, Identity, PreparedHeaders};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -73,7 +71,7 @@ pub fn apply(
     route: &CompiledRoute,
     identity: &Identity,
     prepared: &PreparedHeaders,
-    remote: Option<SocketAddr>,
+    remote_ip: Option<&HeaderValue>,
     now_unix: i64,
 ) {
     // Most requests carry nothing spoofable: only allocate when something must go.
@@ -101,19 +99,22 @@ pub fn apply(
         }
     }
 
-    if let Some(addr) = remote {
-        let ip = addr.ip().to_string();
+    if let Some(ip) = remote_ip {
         // nginx's $proxy_add_x_forwarded_for: append to what the client sent.
-        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
-            _ => ip.clone(),
+        let forwarded = match headers.get("x-forwarded-for").map(HeaderValue::as_bytes) {
+            Some(existing) if !existing.is_empty() => {
+                let mut joined = Vec::with_capacity(existing.len() + 2 + ip.len());
+                joined.extend_from_slice(existing);
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(ip.as_bytes());
+                HeaderValue::from_bytes(&joined).ok()
+            }
+            _ => Some(ip.clone()),
         };
-        if let Ok(forwarded) = HeaderValue::from_str(&forwarded) {
+        if let Some(forwarded) = forwarded {
             headers.insert("x-forwarded-for", forwarded);
         }
-        if let Ok(ip) = HeaderValue::from_str(&ip) {
-            headers.insert("x-real-ip", ip);
-        }
+        headers.insert("x-real-ip", ip.clone());
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
 }

@@ -28,6 +28,10 @@ pub struct Connection {
     pub shared: Arc<Shared>,
     pub identity: Arc<ConnectionIdentity>,
     pub remote: SocketAddr,
+    /// HTTP/2 (ALPN `h2`) or HTTP/1.1.
+    pub version: Version,
+    /// The client's address as `X-Real-IP` sends it, made once per connection.
+    pub remote_ip: HeaderValue,
     pub activity: Arc<Activity>,
 }
 
@@ -68,7 +72,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     // Decide.
     let decision = match decide::decide(&state, &conn.identity, &head) {
         Ok(decision) => decision,
-        Err(refusal) => return refuse(conn, pending, refusal, &body, is_grpc),
+        Err(refusal) => return refuse(conn, pending, refusal, body, is_grpc),
     };
     let (Some(server), Some(route)) = (decision.server(&state), decision.route(&state)) else {
         return respond(pending, responses::error_page(500, is_grpc));
@@ -103,7 +107,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         route,
         identity,
         prepared,
-        Some(conn.remote),
+        Some(&conn.remote_ip),
         crate::compile::unix_now(),
     );
     if !head.headers.contains_key(header::HOST) {
@@ -151,18 +155,23 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         record.upstream_started = Some(Instant::now());
     }
     let exchanged = upstream::send(&target, outbound).await;
-    let too_large = progress.is_some_and(|p| p.exceeded());
+    let too_large = progress.as_ref().is_some_and(|p| p.exceeded());
 
     // Respond.
     let mut response = match exchanged {
         Ok(response) => response,
+        Err(_) if too_large => {
+            tracing::info!(
+                remote = %conn.remote,
+                limit = route.max_body_size,
+                "request body larger than max_body_size; answered 413"
+            );
+            return too_large_body(conn, pending, progress.as_deref(), is_grpc);
+        }
         Err(e) => {
             let outcome = upstream_failed(upstream, &e);
             if let Some(record) = pending.record() {
                 record.outcome = Some(outcome);
-            }
-            if too_large {
-                return too_large_body(conn, pending, is_grpc);
             }
             let code = if e.is_timeout() { 504 } else { 502 };
             return respond(pending, responses::error_page(code, is_grpc));
@@ -172,7 +181,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         record.outcome = Some(Outcome::Success);
     }
     if too_large {
-        return too_large_body(conn, pending, is_grpc);
+        return too_large_body(conn, pending, progress.as_deref(), is_grpc);
     }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
@@ -211,7 +220,7 @@ fn refuse(
     conn: &Connection,
     mut pending: Pending,
     refusal: Refusal,
-    body: &Incoming,
+    body: Incoming,
     is_grpc: bool,
 ) -> Response<ResponseBody> {
     if let Some(record) = pending.record() {
@@ -225,19 +234,56 @@ fn refuse(
         }
     }
     let mut response = responses::reject(refusal.rejection, is_grpc);
-    let body_unread = !http_body::Body::is_end_stream(body);
-    if refusal.rejection.status() == 400 || body_unread {
+    let body_unread = !http_body::Body::is_end_stream(&body);
+    let status = refusal.rejection.status();
+    if status == 400 || status == 405 || body_unread {
         // The body stays unread: the connection cannot carry another request. Drain what
         // the client still sends before closing, so it reads this answer instead of a reset.
         conn.activity.linger();
         response = close(response);
     }
+    if body_unread {
+        drain(body, conn.version);
+    }
     respond(pending, response)
 }
 
-fn too_large_body(conn: &Connection, pending: Pending, is_grpc: bool) -> Response<ResponseBody> {
+fn too_large_body(
+    conn: &Connection,
+    pending: Pending,
+    progress: Option<&crate::body::Progress>,
+    is_grpc: bool,
+) -> Response<ResponseBody> {
     conn.activity.linger();
+    if let Some(rest) = progress.and_then(|p| p.take_parked()) {
+        drain(rest, conn.version);
+    }
     respond(pending, close(responses::error_page(413, is_grpc)))
+}
+
+/// How long the unread rest of a refused HTTP/2 request body is read and discarded.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and discards the rest of a refused request body for a while, in a task of its own.
+/// On HTTP/2 the stream then ends cleanly once the client has sent it all, rather than with
+/// a reset that makes clients still uploading (curl among them) drop the answer they were
+/// given; an HTTP/1.1 connection drains in its lingering close instead, when it closes.
+fn drain(body: Incoming, version: Version) {
+    if version != Version::HTTP_2 {
+        return;
+    }
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let mut body = body;
+        let read_all = async {
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
+    });
 }
 
 /// Logs why an upstream exchange failed, in OpenSSL's words for TLS failures (what an

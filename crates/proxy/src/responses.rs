@@ -16,6 +16,8 @@ pub enum Rejection {
     Misdirected,
     NoRoute,
     TooLarge,
+    /// `CONNECT`: certgate is a reverse proxy, not a forward one.
+    MethodNotAllowed,
     Internal,
 }
 
@@ -27,6 +29,7 @@ impl Rejection {
             Rejection::Misdirected => 421,
             Rejection::NoRoute => 404,
             Rejection::TooLarge => 413,
+            Rejection::MethodNotAllowed => 405,
             Rejection::Internal => 500,
         }
     }
@@ -48,6 +51,7 @@ impl Rejection {
             Rejection::Misdirected => (3, "misdirected request"),
             Rejection::NoRoute => (12, "no route"),
             Rejection::TooLarge => (8, "request too large"),
+            Rejection::MethodNotAllowed => (12, "method not allowed"),
             Rejection::Internal => (13, "internal error"),
         }
     }
