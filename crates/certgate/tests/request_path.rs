@@ -906,3 +906,47 @@ async fn websocket_style_upgrade_is_tunnelled() {
         Some("CN=alice,O=certgate tests")
     );
 }
+
+/// A client that waits for the gateway to close after a refusal (`openssl s_time -www`,
+/// HTTP/1.0 clients reading to the end) sees the end of the answer at once: the lingering
+/// close shuts the write side first and only then drains what the client still sends.
+#[tokio::test]
+async fn a_refused_request_is_answered_and_closed_without_waiting_for_the_client() {
+    let pki = Pki::new();
+    let (addr, rec) = start_recorder(None);
+    let gw = start_gateway(&pki, &gateway_yaml(&pki, addr, "", ""));
+    let stranger_ca = ca("Stranger CA");
+    let stranger = client_cert("mallory", &stranger_ca);
+
+    for (name, cert, request) in [
+        (
+            "certificate from another CA, HTTP/1.0",
+            &stranger,
+            &b"GET / HTTP/1.0\r\n\r\n"[..],
+        ),
+        (
+            "smuggling attempt",
+            &client_cert("alice", &pki.ca),
+            &b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"[..],
+        ),
+    ] {
+        let mut tls = tls_connect(&pki, &gw, cert).await;
+        tls.write_all(request).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(4), tls.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok(),
+            "{name}: the gateway kept the connection open after answering {answer:?}"
+        );
+        assert!(answer.starts_with("HTTP/1."), "{name}: {answer:?}");
+        assert!(answer.contains(" 400 "), "{name}: {answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(rec.all().is_empty(), "nothing may be forwarded");
+}

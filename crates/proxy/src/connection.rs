@@ -39,8 +39,13 @@ const H2_STREAM_WINDOW: u32 = 1 << 20;
 const H2_CONNECTION_WINDOW: u32 = 4 << 20;
 
 /// Serves every request of one established connection until it closes.
+///
+/// An HTTP/1.1 connection first waits here for the first byte of its first request,
+/// holding only its TLS stream: hyper's connection state and read buffer (8 KB) exist only
+/// once there is a request to read, so a connection that stays idle after its handshake
+/// costs what its TLS session and socket cost.
 pub(crate) async fn serve(
-    tls: TlsStream<TcpStream>,
+    mut tls: TlsStream<TcpStream>,
     identity: Arc<ConnectionIdentity>,
     remote: SocketAddr,
     shared: Arc<Shared>,
@@ -48,6 +53,60 @@ pub(crate) async fn serve(
     mut shutdown: ShutdownWatch,
 ) {
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut ahead = None;
+    if !h2 {
+        match first_byte(&mut tls, idle_timeout, &mut shutdown).await {
+            Some(byte) => ahead = Some(byte),
+            None => return,
+        }
+    }
+    let serving = serve_http(
+        tls,
+        ahead,
+        h2,
+        identity,
+        remote,
+        shared,
+        idle_timeout,
+        shutdown,
+    );
+    Box::pin(serving).await;
+}
+
+/// The first byte a client sends, or `None` when it closed the connection, stayed idle
+/// for `idle_timeout`, or the gateway is shutting down.
+async fn first_byte(
+    tls: &mut TlsStream<TcpStream>,
+    idle_timeout: Duration,
+    shutdown: &mut ShutdownWatch,
+) -> Option<u8> {
+    use tokio::io::AsyncReadExt;
+    if *shutdown.borrow() {
+        return None;
+    }
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        biased;
+        read = tls.read(&mut byte) => match read {
+            Ok(1) => Some(byte[0]),
+            _ => None,
+        },
+        () = tokio::time::sleep(idle_timeout) => None,
+        _ = shutdown.wait_for(|stopping| *stopping) => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_http(
+    tls: TlsStream<TcpStream>,
+    ahead: Option<u8>,
+    h2: bool,
+    identity: Arc<ConnectionIdentity>,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    idle_timeout: Duration,
+    mut shutdown: ShutdownWatch,
+) {
     let activity = Activity::new();
     let conn = Arc::new(Connection {
         shared,
@@ -66,7 +125,7 @@ pub(crate) async fn serve(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(crate::request::handle(&conn, request).await) }
     });
-    let io = TokioIo::new(ClientIo::new(tls, (!h2).then(|| activity.clone())));
+    let io = TokioIo::new(ClientIo::new(tls, ahead, (!h2).then(|| activity.clone())));
 
     if h2 {
         let connection = http2::Builder::new(TokioExecutor::new())
@@ -173,8 +232,12 @@ where
 /// The client's TLS stream as hyper reads and writes it.
 struct ClientIo {
     tls: TlsStream<TcpStream>,
+    /// The first byte of the first request, read before hyper started.
+    ahead: Option<u8>,
     /// HTTP/1.1 only: the framing guard and the connection's activity (lingering close).
     h1: Option<H1Watch>,
+    /// Set once the write side is shut (close_notify sent): how that went.
+    write_shut: Option<Option<std::io::ErrorKind>>,
 }
 
 struct H1Watch {
@@ -185,19 +248,21 @@ struct H1Watch {
 }
 
 impl ClientIo {
-    fn new(tls: TlsStream<TcpStream>, h1: Option<Arc<Activity>>) -> ClientIo {
+    fn new(tls: TlsStream<TcpStream>, ahead: Option<u8>, h1: Option<Arc<Activity>>) -> ClientIo {
         ClientIo {
             tls,
+            ahead,
             h1: h1.map(|activity| H1Watch {
                 activity,
                 framing: RequestFraming::new(),
                 lingering: None,
             }),
+            write_shut: None,
         }
     }
 
     /// Reads and discards what the client sends until it closes, errs, or
-    /// [`LINGERING_TIME`] is over.
+    /// [`LINGERING_TIME`] is over (nginx's lingering close, after the write side is shut).
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(h1) = &mut self.h1 else {
             return Poll::Ready(());
@@ -234,7 +299,20 @@ impl AsyncRead for ClientIo {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.tls).poll_read(cx, buf))?;
+        match this.ahead.take() {
+            Some(byte) if buf.remaining() > 0 => {
+                buf.put_slice(&[byte]);
+                // The rest of the request is usually decrypted already: hand it over in
+                // the same read. An error or "nothing yet" shows up on the next read.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut this.tls).poll_read(cx, buf) {
+                    tracing::debug!("read after the first byte: {e}");
+                }
+            }
+            ahead => {
+                this.ahead = ahead;
+                ready!(Pin::new(&mut this.tls).poll_read(cx, buf))?;
+            }
+        }
         if let Some(h1) = &mut this.h1 {
             if let Err(violation) = h1.framing.feed(&buf.filled()[before..]) {
                 h1.activity.set_violation(violation);
@@ -271,9 +349,16 @@ impl AsyncWrite for ClientIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        // The answer goes out first, then the client's unread upload is drained.
-        ready!(Pin::new(&mut this.tls).poll_flush(cx))?;
+        // The answer and close_notify go out and the write side closes first (the client
+        // reads to the end and sees it), then what the client still sends is drained.
+        if this.write_shut.is_none() {
+            let shut = ready!(Pin::new(&mut this.tls).poll_shutdown(cx));
+            this.write_shut = Some(shut.as_ref().err().map(std::io::Error::kind));
+        }
         ready!(this.poll_linger(cx));
-        Pin::new(&mut this.tls).poll_shutdown(cx)
+        match this.write_shut {
+            Some(Some(kind)) => Poll::Ready(Err(kind.into())),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }
