@@ -150,12 +150,13 @@ fn take_pooled(key: PoolKey) -> Option<Pooled> {
             }
             slot.h2 = None;
         }
-        while let Some(sender) = slot.idle.pop() {
-            if !sender.is_closed() {
-                return Some(Pooled::H1(sender));
-            }
-        }
-        None
+        slot.idle.retain(|sender| !sender.is_closed());
+        // A connection goes back to the list as soon as its response body ends, before its
+        // driver task has run and made it ready for the next request: prefer one that is
+        // ready (the most recently used first), so this request does not wait for a wake-up.
+        let ready = slot.idle.iter().rposition(http1::SendRequest::is_ready);
+        let index = ready.or_else(|| slot.idle.len().checked_sub(1))?;
+        Some(Pooled::H1(slot.idle.swap_remove(index)))
     })
 }
 
@@ -321,7 +322,10 @@ pub async fn send(
             }
         }
     }
-    match connect(target).await? {
+    // Boxed: connecting (TCP, TLS handshake, HTTP/2 handshake) holds a lot of state that
+    // would otherwise sit inline in every request's future and be copied with it, though
+    // most requests find a pooled connection.
+    match Box::pin(connect(target)).await? {
         Pooled::H2(sender) => {
             keep_h2(key, target.upstream, &sender);
             send_h2(target, sender, request).await
