@@ -517,7 +517,8 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
         f"(rounds {args.rounds}, {args.duration} s per run, systems interleaved per scenario).",
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}",
-        f"- certgate: {version([str(CERTGATE), '--version'])} (release build)",
+        f"- certgate: {version([str(CERTGATE), '--version'])} (release build of commit "
+        f"{version(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])})",
         f"- nginx: {version(['nginx', '-v'])}; HAProxy: {version(['haproxy', '-v'])}",
         f"- load generator: {version(['oha', '--version'])}, on the same cores; it used "
         f"{statistics.median(loadgen_cpu) if loadgen_cpu else 0:.2f} CPU-seconds per second (median)",
@@ -554,7 +555,7 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
 
     for scenario in SCENARIOS:
         row(f"{scenario} (req/s)", {s: [r["rps"] for r in results[s][scenario]] for s in systems})
-        if scenario.startswith("keep-alive"):
+        if scenario.startswith(("keep-alive", "HTTP/2")):
             lines_p = {s: [r["p50_ms"] * 1000 for r in results[s][scenario]] for s in systems}
             row("  p50 latency (µs)", lines_p)
             row("  p99 latency (µs)", {s: [r["p99_ms"] * 1000 for r in results[s][scenario]] for s in systems})
