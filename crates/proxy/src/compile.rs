@@ -33,7 +33,8 @@ pub struct Compiled {
     /// One entry per distinct listen address: the indices of the servers sharing it.
     pub listeners: Vec<ListenerGroup>,
     pub upstreams: BTreeMap<String, Arc<CompiledUpstream>>,
-    /// The largest `keepalive` among upstreams: pingora's pool size is process-wide.
+    /// The largest `keepalive` among upstreams, for pingora's connector pool (the HTTP
+    /// health checks; requests use certgate's own per-worker pools).
     pub keepalive_pool_size: usize,
     /// Non-fatal findings for `certgate check` (expiring certificates, long chains).
     pub warnings: Vec<String>,
