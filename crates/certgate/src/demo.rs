@@ -55,7 +55,6 @@ upstreams:
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    crate::init_logging("info");
     let dir = match args.dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)
@@ -73,6 +72,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&config_path, demo_config(&dir, args.listen, upstream))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::init_logging(&config.log);
 
     let d = dir.display();
     let url = format!("https://{}/", args.listen);

@@ -93,20 +93,43 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("certgate: {e:#}");
+            if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+                // A log collector reading JSON lines gets the reason the process stops too.
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("certgate: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs go to stderr; pingora's `log` records are bridged into the same stream.
-pub(crate) fn init_logging(level: &str) {
+/// Set once the JSON subscriber is installed: errors are then logged, not printed.
+static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Logs go to stderr; pingora's `log` records are bridged into the same stream. `text`
+/// (the default) has terminal colours only when stderr is a terminal (and `NO_COLOR` is
+/// not set); `json` writes one object per line for log collectors. Installed once, when
+/// the configuration is known: a reload changes neither the level nor the format.
+pub(crate) fn init_logging(log: &certgate_config::LogConfig) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let installed = match log.stderr_format {
+        certgate_config::StderrFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .try_init()
+        }
+        certgate_config::StderrFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+    if installed.is_ok() && log.stderr_format == certgate_config::StderrFormat::Json {
+        STDERR_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -140,7 +163,7 @@ pub(crate) fn run_config(
 
 fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
     let config = load(path).with_context(|| "not started")?;
-    init_logging(&config.log.level);
+    init_logging(&config.log);
     std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write the pid file {}", args.pid_file.display()))?;
     run_config(

@@ -361,10 +361,17 @@ impl Compiler<'_> {
             &[("combined", LogFormat::Combined), ("json", LogFormat::Json)],
             LogFormat::Combined,
         );
+        let stderr_format = self.choice(
+            "log.stderr_format",
+            raw.stderr_format.as_ref(),
+            &[("text", StderrFormat::Text), ("json", StderrFormat::Json)],
+            StderrFormat::Text,
+        );
         LogConfig {
             level,
             access,
             format,
+            stderr_format,
         }
     }
 

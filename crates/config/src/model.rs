@@ -23,6 +23,9 @@ pub struct LogConfig {
     pub access: AccessLog,
     /// Default `combined`.
     pub format: LogFormat,
+    /// `log.stderr_format`: how the gateway's own log lines (startup, reloads, errors) are
+    /// written to stderr. Default `text`. Fixed at start: a reload does not change it.
+    pub stderr_format: StderrFormat,
 }
 
 impl Default for LogConfig {
@@ -31,6 +34,7 @@ impl Default for LogConfig {
             level: "info".to_string(),
             access: AccessLog::Stdout,
             format: LogFormat::Combined,
+            stderr_format: StderrFormat::Text,
         }
     }
 }
@@ -50,6 +54,16 @@ pub enum LogFormat {
     /// nginx `combined` plus the client certificate's subject DN, verify result and timings.
     Combined,
     /// One JSON object per line with the same fields.
+    Json,
+}
+
+/// `log.stderr_format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StderrFormat {
+    /// One human-readable line per event; terminal colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`), for log
+    /// collectors.
     Json,
 }
 

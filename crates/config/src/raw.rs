@@ -27,6 +27,7 @@ pub(crate) struct RawLog {
     pub level: Option<Scalar>,
     pub access: Option<Scalar>,
     pub format: Option<Scalar>,
+    pub stderr_format: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

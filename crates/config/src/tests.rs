@@ -50,7 +50,8 @@ fn minimal_config_gets_every_default() {
         LogConfig {
             level: "info".into(),
             access: AccessLog::Stdout,
-            format: LogFormat::Combined
+            format: LogFormat::Combined,
+            stderr_format: StderrFormat::Text,
         }
     );
     assert_eq!(config.file, PathBuf::from("/etc/certgate/gateway.yaml"));
@@ -740,6 +741,7 @@ fn log_and_admin() {
             level: "debug".into(),
             access: AccessLog::File(PathBuf::from("/etc/certgate/logs/access.log")),
             format: LogFormat::Json,
+            stderr_format: StderrFormat::Text,
         }
     );
     assert_eq!(
@@ -757,6 +759,27 @@ fn log_and_admin() {
     assert_eq!(
         error(&format!("admin: {{}}\n{MINIMAL}")),
         "gateway.yaml:1:1: admin.listen: missing required key"
+    );
+}
+
+#[test]
+fn stderr_format_is_text_or_json() {
+    assert_eq!(parse(MINIMAL).log.stderr_format, StderrFormat::Text);
+    assert_eq!(
+        parse(&format!("log: {{ stderr_format: json }}\n{MINIMAL}"))
+            .log
+            .stderr_format,
+        StderrFormat::Json
+    );
+    assert_eq!(
+        parse(&format!("log: {{ stderr_format: text }}\n{MINIMAL}"))
+            .log
+            .stderr_format,
+        StderrFormat::Text
+    );
+    assert_eq!(
+        error(&format!("log:\n  stderr_format: xml\n{MINIMAL}")),
+        "gateway.yaml:2:3: log.stderr_format: expected one of text, json; found \"xml\""
     );
 }
 

@@ -51,7 +51,8 @@ fn spec_example_parses_once_placeholders_are_filled_in() {
         LogConfig {
             level: "info".into(),
             access: AccessLog::Stdout,
-            format: LogFormat::Combined
+            format: LogFormat::Combined,
+            stderr_format: StderrFormat::Text,
         }
     );
 

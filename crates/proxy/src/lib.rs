@@ -62,6 +62,8 @@ pub(crate) struct FixedAtStart {
     pub admin: Option<std::net::SocketAddr>,
     pub shutdown_grace: std::time::Duration,
     pub keepalive_timeout: std::time::Duration,
+    /// `log.stderr_format`: the log subscriber is installed once, at start.
+    pub stderr_format: certgate_config::StderrFormat,
 }
 
 /// State shared by the listeners, the handshake callbacks and the request path.
@@ -221,6 +223,7 @@ pub fn build_server(
         admin: config.admin.as_ref().map(|a| a.listen),
         shutdown_grace: config.shutdown_grace,
         keepalive_timeout: config.keepalive_timeout,
+        stderr_format: config.log.stderr_format,
     });
     let state = shared.current.load();
     let mut listeners = Vec::new();

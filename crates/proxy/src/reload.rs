@@ -74,6 +74,11 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
                 "keepalive_timeout changed; the new value applies when certgate is restarted"
             );
         }
+        if fixed.stderr_format != config.log.stderr_format {
+            tracing::warn!(
+                "log.stderr_format changed; the new value applies when certgate is restarted"
+            );
+        }
     }
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
