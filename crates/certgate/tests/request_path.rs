@@ -950,3 +950,50 @@ async fn a_refused_request_is_answered_and_closed_without_waiting_for_the_client
     }
     assert!(rec.all().is_empty(), "nothing may be forwarded");
 }
+
+/// nginx's `proxy_read_timeout` counts between two reads of the response body too: an
+/// upstream that stalls in the middle of a body does not hold the client forever.
+#[tokio::test]
+async fn an_upstream_that_stalls_mid_body_is_cut_off_after_the_read_timeout() {
+    let pki = Pki::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = socket.read(&mut head).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let yaml = gateway_yaml(&pki, addr, "", "").replace("read: 10s", "read: 1s");
+    let gw = start_gateway(&pki, &yaml);
+    let alice = client_cert("alice", &pki.ca);
+
+    let mut tls = tls_connect(&pki, &gw, &alice).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "the client was held past the read timeout: {answer:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.ends_with("hello"),
+        "the body must end short: {answer:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "cut off after {took:?}"
+    );
+}

@@ -216,8 +216,11 @@ pub struct UpstreamBody {
     inner: Incoming,
     release: Option<Release>,
     read_timeout: Duration,
-    /// Armed only while a read waits, so a response that arrives whole costs no timer.
+    /// Made on the first read that waits, so a response that arrives whole costs no
+    /// timer; then re-armed for each wait.
     waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `waiting` counts the current wait.
+    armed: bool,
 }
 
 impl Drop for UpstreamBody {
@@ -248,7 +251,7 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = None;
+                this.armed = false;
                 match &frame {
                     None => {
                         if let Some(release) = this.release.take() {
@@ -271,6 +274,11 @@ impl Body for UpstreamBody {
                 let sleep = this
                     .waiting
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if !this.armed {
+                    // A new wait: the timeout counts from now.
+                    sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    this.armed = true;
+                }
                 ready!(sleep.as_mut().poll(cx));
                 this.release = None;
                 Poll::Ready(Some(Err(BodyTimeout(timeout).into())))
@@ -450,6 +458,7 @@ fn wrap(
             release,
             read_timeout: target.read_timeout,
             waiting: None,
+            armed: false,
         };
         // A response without a body (204, 304, `Content-Length: 0`) frees its connection now.
         if body.inner.is_end_stream() {
