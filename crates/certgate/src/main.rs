@@ -72,6 +72,9 @@ struct RunArgs {
     /// Worker threads (default: one per CPU core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Reload by itself when gateway.yaml or a file it names changes (as `watch: true`).
+    #[arg(long)]
+    watch: bool,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             RunArgs {
                 pid_file: default_pid_file(),
                 threads: 0,
+                watch: false,
             },
         ),
     };
@@ -171,6 +175,7 @@ fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
         certgate_proxy::RunOptions {
             threads: args.threads,
             pid_file: Some(args.pid_file),
+            watch: args.watch,
         },
     )
 }

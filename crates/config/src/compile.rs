@@ -23,6 +23,7 @@ pub(crate) struct Output {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub shutdown_grace: Duration,
     pub keepalive_timeout: Duration,
+    pub watch: bool,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -45,6 +46,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "shutdown_grace",
     "keepalive_timeout",
+    "watch",
 ];
 const ALLOW_RULES: &[&str] = &[
     "cn",
@@ -175,6 +177,7 @@ impl Compiler<'_> {
             upstreams: BTreeMap::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            watch: false,
             warnings: Vec::new(),
         };
         let empty = serde_yaml::Mapping::new();
@@ -198,7 +201,7 @@ impl Compiler<'_> {
             match key.as_str() {
                 Some(
                     name @ ("admin" | "log" | "servers" | "upstreams" | "shutdown_grace"
-                    | "keepalive_timeout"),
+                    | "keepalive_timeout" | "watch"),
                 ) => {
                     sections.insert(name, value);
                 }
@@ -230,6 +233,11 @@ impl Compiler<'_> {
             if let Some(raw) = self.section::<raw::Scalar>(value, "keepalive_timeout") {
                 output.keepalive_timeout =
                     self.duration("keepalive_timeout", Some(&raw), DEFAULT_KEEPALIVE_TIMEOUT);
+            }
+        }
+        if let Some(value) = sections.get("watch").filter(|v| !v.is_null()) {
+            if let Some(watch) = self.section::<bool>(value, "watch") {
+                output.watch = watch;
             }
         }
         if let Some(value) = sections.get("log").filter(|v| !v.is_null()) {

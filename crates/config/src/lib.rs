@@ -46,6 +46,10 @@ pub struct Config {
     /// `keepalive_timeout`: how long a client connection may stay idle (after its handshake,
     /// between HTTP/1.x requests, HTTP/2 with no stream open) before it is closed; default 60s.
     pub keepalive_timeout: std::time::Duration,
+    /// `watch`: reload by itself when this file or any file it names changes on disk
+    /// (as SIGHUP would); default false. `certgate run --watch` turns it on too. Fixed at
+    /// start: a reload that changes it logs that the new value needs a restart.
+    pub watch: bool,
     /// The file this came from, as given to [`Config::parse`] / [`Config::load`].
     pub file: PathBuf,
     index: LocationIndex,
@@ -75,6 +79,7 @@ impl Config {
             upstreams: output.upstreams,
             shutdown_grace: output.shutdown_grace,
             keepalive_timeout: output.keepalive_timeout,
+            watch: output.watch,
             file: file.to_path_buf(),
             index,
             warnings: output.warnings,

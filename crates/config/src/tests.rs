@@ -169,7 +169,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch (did you mean log?)"
     );
 }
 
@@ -870,5 +870,17 @@ fn shutdown_grace_defaults_to_ten_seconds_and_takes_nginx_time_syntax() {
     assert!(
         message.starts_with("gateway.yaml:1:1: shutdown_grace: expected a time"),
         "{message}"
+    );
+}
+
+#[test]
+fn watch_defaults_to_off_and_takes_a_boolean() {
+    assert!(!parse(MINIMAL).watch);
+    assert!(parse(&format!("watch: true\n{MINIMAL}")).watch);
+    assert!(!parse(&format!("watch: false\n{MINIMAL}")).watch);
+    assert!(!parse(&format!("watch:\n{MINIMAL}")).watch);
+    assert_eq!(
+        error(&format!("{MINIMAL}watch: yes\n")),
+        "gateway.yaml:10:1: watch: expected true or false; found \"yes\""
     );
 }

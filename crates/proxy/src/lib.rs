@@ -12,8 +12,9 @@
 //!   (metrics and the access log, when the response [`body`] is done).
 //!
 //! Around it: [`compile`] turns a validated config into the runtime model (loads every
-//! file); [`reload`] SIGHUP reload, [`shutdown`] the SIGTERM drain; [`metrics`], [`admin`]
-//! (`/metrics`, `/healthz`, `/readyz`), [`access_log`] and [`health`] checks.
+//! file); [`reload`] SIGHUP reload, [`watch`] reload on file change, [`shutdown`] the
+//! SIGTERM drain; [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`),
+//! [`access_log`] and [`health`] checks.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -38,6 +39,7 @@ pub mod shutdown;
 pub mod tls;
 pub mod tls_metrics;
 pub mod upstream;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub(crate) struct FixedAtStart {
     pub admin: Option<std::net::SocketAddr>,
     pub shutdown_grace: std::time::Duration,
     pub keepalive_timeout: std::time::Duration,
+    /// `watch` from the file; `None` when `--watch` turned watching on regardless.
+    pub watch: Option<bool>,
     /// `log.stderr_format`: the log subscriber is installed once, at start.
     pub stderr_format: certgate_config::StderrFormat,
 }
@@ -164,6 +168,8 @@ pub struct RunOptions {
     /// Worker threads; 0 = one per CPU core.
     pub threads: usize,
     pub pid_file: Option<std::path::PathBuf>,
+    /// `--watch`: reload on file change even if gateway.yaml says `watch: false`.
+    pub watch: bool,
 }
 
 /// Loads, compiles and serves `config` until the process is told to stop.
@@ -223,6 +229,7 @@ pub fn build_server(
         admin: config.admin.as_ref().map(|a| a.listen),
         shutdown_grace: config.shutdown_grace,
         keepalive_timeout: config.keepalive_timeout,
+        watch: (!options.watch).then_some(config.watch),
         stderr_format: config.log.stderr_format,
     });
     let state = shared.current.load();
@@ -276,7 +283,16 @@ pub fn build_server(
         "health checks",
         health::HealthChecks::new(shared.clone()),
     ));
-    // Clients are let in only once SIGHUP and SIGUSR1 are handled.
+    let watch = (options.watch || config.watch).then(|| {
+        server.add_service(
+            pingora_core::services::background::GenBackgroundService::new(
+                "reload on file change".to_string(),
+                Arc::new(watch::WatchFiles::new(shared.clone(), config)),
+            ),
+        )
+    });
+    // Clients are let in only once SIGHUP and SIGUSR1 are handled (and, with `watch`,
+    // the files are watched).
     let gateway = server.add_service(listener::GatewayListeners::new(
         shared.clone(),
         listeners,
@@ -285,5 +301,8 @@ pub fn build_server(
     ));
     gateway.add_dependency(&reload);
     gateway.add_dependency(&reopen);
+    if let Some(watch) = &watch {
+        gateway.add_dependency(watch);
+    }
     Ok(server)
 }

@@ -26,9 +26,16 @@ fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
     compiled.listeners.iter().map(|g| g.addr).collect()
 }
 
+/// One reload at a time: SIGHUP and a file change ([`crate::watch`]) may coincide, and the
+/// reload that read the files last must be the one installed last.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Loads and compiles `path`, then installs it. Blocking (file I/O, name resolution).
 /// Counts the outcome in `certgate_config_reloads_total`.
 pub fn reload_from(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, ReloadError> {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let outcome = try_reload(shared, path);
     shared.metrics.reload(outcome.is_ok());
     outcome
@@ -73,6 +80,9 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
             tracing::warn!(
                 "keepalive_timeout changed; the new value applies when certgate is restarted"
             );
+        }
+        if fixed.watch.is_some_and(|watch| watch != config.watch) {
+            tracing::warn!("watch changed; the new value applies when certgate is restarted");
         }
         if fixed.stderr_format != config.log.stderr_format {
             tracing::warn!(

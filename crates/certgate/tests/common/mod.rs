@@ -429,3 +429,23 @@ pub async fn tls_connect_alpn(
         .await
         .unwrap()
 }
+
+/// [`start_gateway`] with more arguments after `run` (`--watch`).
+pub fn start_gateway_with_args(pki: &Pki, yaml: &str, run_args: &[&str]) -> Gateway {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = pki.write("gateway.yaml", &yaml.replace("{listen}", &addr.to_string()));
+    let log = pki.path(&format!("gateway-{port}.log"));
+    let child = Command::new(bin())
+        .args(["-c", config.to_str().unwrap(), "run"])
+        .args(run_args)
+        .arg("--pid-file")
+        .arg(pki.path(&format!("certgate-{port}.pid")))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gateway = Gateway { child, addr, log };
+    wait_for_port(&mut gateway);
+    gateway
+}
