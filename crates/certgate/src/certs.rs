@@ -1,4 +1,5 @@
-//! `certgate certs …`: the openssl-recipe replacement (init, issue, p12, inspect, verify).
+//! `certgate certs …`: the openssl-recipe replacement (init, issue, p12, inspect, verify),
+//! and `ticket-key` for `tls.session_ticket_keys`.
 //!
 //! Command-line parsing and printing only: certificates are made by
 //! `certgate_pki::issue`, bundles by `certgate_pki::p12`, chains are verified by the
@@ -31,6 +32,8 @@ enum CertsCommand {
     Inspect(InspectArgs),
     /// Verify a client certificate (chain) against a CA with the gateway's own verifier.
     Verify(VerifyArgs),
+    /// Write a new session ticket key file (80 random bytes, mode 0600) for tls.session_ticket_keys.
+    TicketKey(TicketKeyArgs),
 }
 
 #[derive(clap::Args)]
@@ -181,6 +184,16 @@ struct VerifyArgs {
     cert: PathBuf,
 }
 
+#[derive(clap::Args)]
+struct TicketKeyArgs {
+    /// Where to write the key file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing file (atomically: a gateway reading it sees the old or the new key).
+    #[arg(long)]
+    force: bool,
+}
+
 pub fn run(args: CertsArgs) -> anyhow::Result<()> {
     let result = match args.command {
         CertsCommand::Init(args) => init(args),
@@ -188,6 +201,7 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
         CertsCommand::P12(args) => p12(args),
         CertsCommand::Inspect(args) => inspect(args),
         CertsCommand::Verify(args) => verify(args),
+        CertsCommand::TicketKey(args) => ticket_key(args),
     };
     result.map_err(without_repeated_causes)
 }
@@ -238,6 +252,24 @@ fn with_hint(error: IssueError, passphrase_flag: &str) -> anyhow::Error {
         IssueError::KeyEncrypted { .. } => anyhow::anyhow!("{error} (pass {passphrase_flag} VAR)"),
         other => other.into(),
     }
+}
+
+/// nginx's 80-byte `ssl_session_ticket_key` format, as `openssl rand 80` makes it.
+fn ticket_key(args: TicketKeyArgs) -> anyhow::Result<()> {
+    let key = certgate_pki::tickets::new_key_file()?;
+    issue::write_file_set(
+        &[issue::OutputFile::secret(&args.out, key.to_vec())],
+        args.force,
+    )?;
+    println!(
+        "certgate: wrote {} (session ticket key, 80 bytes, mode 0600)\n\
+         To rotate on every replica: add it last in tls.session_ticket_keys, then move it \
+         first (it seals new tickets), then after {} hours (the ticket lifetime) remove the \
+         old key; reload after each step.",
+        args.out.display(),
+        certgate_pki::tickets::TICKET_LIFETIME_SECS / 3600
+    );
+    Ok(())
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {

@@ -49,7 +49,7 @@ enum Command {
     Reload(ReloadArgs),
     /// Zero set-up demo: ephemeral PKI, built-in echo upstream, gateway on 127.0.0.1:8443.
     Demo(demo::DemoArgs),
-    /// Certificate tooling: init, issue, p12, inspect, verify.
+    /// Certificate tooling: init, issue, p12, inspect, verify, ticket-key.
     Certs(Box<certs::CertsArgs>),
 }
 

@@ -639,12 +639,22 @@ impl Compiler<'_> {
             }
         };
 
+        let session_resumption = raw.session_resumption.unwrap_or(true);
+        let session_ticket_keys =
+            self.file_paths(&at("session_ticket_keys"), raw.session_ticket_keys);
+        if !session_resumption && !session_ticket_keys.is_empty() {
+            self.warning(
+                &at("session_ticket_keys"),
+                "ignored with session_resumption: false",
+            );
+        }
         TlsConfig {
             cert,
             key,
             protocols,
             alpn,
-            session_resumption: raw.session_resumption.unwrap_or(true),
+            session_resumption,
+            session_ticket_keys,
         }
     }
 

@@ -100,6 +100,10 @@ pub struct TlsConfig {
     pub alpn: Vec<Alpn>,
     /// Default `true` (TLS 1.3 tickets / session cache); `false` forces full handshakes.
     pub session_resumption: bool,
+    /// `session_ticket_keys` (nginx `ssl_session_ticket_key`): 80-byte key files; the first
+    /// seals session tickets, all of them open tickets, so processes given the same files
+    /// resume each other's sessions. Default `[]`: each process makes its own keys.
+    pub session_ticket_keys: Vec<PathBuf>,
 }
 
 /// A TLS version, written `TLSv1.2` / `TLSv1.3` as in nginx's `ssl_protocols`.

@@ -50,6 +50,7 @@ pub(crate) struct RawTls {
     pub protocols: Option<OneOrMany<Scalar>>,
     pub alpn: Option<OneOrMany<Scalar>>,
     pub session_resumption: Option<bool>,
+    pub session_ticket_keys: Option<OneOrMany<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -566,8 +567,8 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                "servers[0].bar: unknown key; expected one of cert, key, protocols, alpn, session_resumption",
-                "servers[0].foo: unknown key; expected one of cert, key, protocols, alpn, session_resumption",
+                "servers[0].bar: unknown key; expected one of cert, key, protocols, alpn, session_resumption, session_ticket_keys",
+                "servers[0].foo: unknown key; expected one of cert, key, protocols, alpn, session_resumption, session_ticket_keys",
                 "servers[0].session_resumption: expected true or false; found \"maybe\"",
             ]
         );

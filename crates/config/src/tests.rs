@@ -303,6 +303,48 @@ fn old_tls_versions_are_refused() {
 }
 
 #[test]
+fn session_ticket_keys_are_file_paths() {
+    assert!(parse(MINIMAL).servers[0].tls.session_ticket_keys.is_empty());
+    let config = parse(&MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, session_ticket_keys: [tickets/new.key, /run/secrets/old.key] }",
+    ));
+    assert_eq!(
+        config.servers[0].tls.session_ticket_keys,
+        vec![
+            PathBuf::from("/etc/certgate/tickets/new.key"),
+            PathBuf::from("/run/secrets/old.key")
+        ]
+    );
+    assert!(config.warnings().is_empty());
+    // A single file needs no list.
+    let config = parse(&MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, session_ticket_keys: t.key }",
+    ));
+    assert_eq!(
+        config.servers[0].tls.session_ticket_keys,
+        vec![PathBuf::from("/etc/certgate/t.key")]
+    );
+    assert_eq!(
+        error(&MINIMAL.replace(
+            "key: certs/server.key }",
+            "key: certs/server.key, session_ticket_keys: [a.key, \"\"] }",
+        )),
+        "gateway.yaml:3:88: servers[0].tls.session_ticket_keys[1]: expected a file path; found an empty string"
+    );
+    let config = parse(&MINIMAL.replace(
+        "key: certs/server.key }",
+        "key: certs/server.key, session_resumption: false, session_ticket_keys: [t.key] }",
+    ));
+    let warnings: Vec<String> = config.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec!["/etc/certgate/gateway.yaml:3:86: servers[0].tls.session_ticket_keys: ignored with session_resumption: false"]
+    );
+}
+
+#[test]
 fn errors_from_all_sections_are_collected_in_file_order() {
     let yaml = "\
 log: { level: loud }
@@ -321,7 +363,7 @@ upstreams:
         vec![
             "gateway.yaml:1:8: log.level: expected one of error, warn, info, debug, trace; found \"loud\"",
             "gateway.yaml:3:5: servers[0].listen[0]: expected an IP address and port like 0.0.0.0:8443, [::]:8443 or 127.0.0.1:8443 (host names are not resolved); found \"nowhere\"",
-            "gateway.yaml:4:29: servers[0].tls.bogus: unknown key; expected one of cert, key, protocols, alpn, session_resumption",
+            "gateway.yaml:4:29: servers[0].tls.bogus: unknown key; expected one of cert, key, protocols, alpn, session_resumption, session_ticket_keys",
             "gateway.yaml:5:32: servers[0].client_auth.verify_depth: expected an integer; found \"deep\"",
             "gateway.yaml:7:18: servers[0].routes[0].match.path: must start with /; found \"api\"",
             "gateway.yaml:8:9: servers[0].routes[0].upstream: unknown upstream \"missing\"; defined: app",

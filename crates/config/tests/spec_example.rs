@@ -72,6 +72,7 @@ fn spec_example_parses_once_placeholders_are_filled_in() {
             protocols: vec![TlsProtocol::Tls12, TlsProtocol::Tls13],
             alpn: vec![Alpn::H2, Alpn::Http11],
             session_resumption: true,
+            session_ticket_keys: vec![],
         }
     );
     assert_eq!(

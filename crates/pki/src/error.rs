@@ -72,6 +72,10 @@ pub enum PkiError {
     /// The private key is of a type or size the TLS stack cannot use.
     #[error("unsupported private key: {reason}")]
     UnsupportedKey { reason: String },
+
+    /// A session ticket key file does not hold exactly 80 bytes (nginx's format).
+    #[error("{}: expected 80 bytes, found {found}", path.display())]
+    TicketKeyLength { path: PathBuf, found: usize },
 }
 
 impl PkiError {

@@ -2,7 +2,8 @@
 //! certificate chains exactly as nginx 1.22 on OpenSSL 3.0 does ([`verify`]), the rustls
 //! client-certificate verifier the listeners use ([`client_verifier`]), the server-certificate
 //! verifiers for TLS upstreams ([`upstream_verifier`]), and the certificate-issuing tooling
-//! behind `certgate certs` ([`issue`], [`p12`]).
+//! behind `certgate certs` ([`issue`], [`p12`]), and session tickets sealed with keys shared
+//! between processes ([`tickets`]).
 //!
 //! Only [`load`] (and the issuing tooling) touches the file system; verification works on
 //! DER bytes handed to it, so it is pure and can be swapped atomically on reload.
@@ -21,6 +22,7 @@ mod parity_tests;
 mod sig;
 #[cfg(test)]
 mod testpki;
+pub mod tickets;
 pub mod upstream_verifier;
 pub mod verify;
 
@@ -29,6 +31,7 @@ pub use error::PkiError;
 pub use load::{
     key_matches_certificate, load_certs, load_crls, load_private_key, summarize, CertSummary,
 };
+pub use tickets::{load_ticket_key, TicketKeys, TicketKeysError};
 pub use upstream_verifier::{
     ChainTooLong, NoUpstreamVerification, UpstreamVerifier, UpstreamVerifierError,
 };

@@ -14,7 +14,7 @@ use certgate_config::{
     UpstreamProtocol, VerifyMode,
 };
 use certgate_identity::{HeaderPlan, Template};
-use certgate_pki::ChainVerifier;
+use certgate_pki::{ChainVerifier, TicketKeys, TicketKeysError};
 use http::HeaderName;
 use pingora_core::protocols::tls::CaType;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -47,6 +47,10 @@ pub struct ListenerGroup {
     /// rustls configuration serves every server on an address, so they must agree.
     pub protocols: Vec<certgate_config::TlsProtocol>,
     pub session_resumption: bool,
+    /// `tls.session_ticket_keys`, read: tickets any process given the same files opens.
+    /// `None`: rustls's default, sessions known to this process only. Servers sharing an
+    /// address must name the same files.
+    pub ticket_keys: Option<Arc<TicketKeys>>,
 }
 
 pub struct CompiledServer {
@@ -268,9 +272,18 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
     }
 
     let mut servers = Vec::new();
+    // Per server, in `config.servers` order.
+    let mut ticket_keys = Vec::new();
     for (si, server) in config.servers.iter().enumerate() {
         let key = format!("servers[{si}]");
         let tls = &server.tls;
+        ticket_keys.push(match load_ticket_keys(config, &key, tls) {
+            Ok(keys) => keys,
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        });
         let certified_key = match load_certified_key(
             "server certificate",
             config,
@@ -423,6 +436,10 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                             "session_resumption",
                             group.session_resumption != tls.session_resumption,
                         ),
+                        (
+                            "session_ticket_keys",
+                            first.tls.session_ticket_keys != tls.session_ticket_keys,
+                        ),
                     ] {
                         if differs {
                             errors.push(config.error_at(
@@ -442,6 +459,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                     servers: vec![si],
                     protocols: tls.protocols.clone(),
                     session_resumption: tls.session_resumption,
+                    ticket_keys: ticket_keys.get(si).cloned().flatten(),
                 }),
             }
         }
@@ -715,6 +733,57 @@ fn load_chain_verifier(
     }
     ChainVerifier::new(ca, trusted, crls, auth.verify_depth)
         .map_err(|e| vec![config.error_at(&format!("{key}.client_auth"), e.to_string())])
+}
+
+/// `tls.session_ticket_keys`: every file read (exactly 80 bytes each), an error located
+/// at the file's list entry otherwise; `None` without keys. Messages name files and sizes,
+/// never key bytes.
+fn load_ticket_keys(
+    config: &Config,
+    key: &str,
+    tls: &certgate_config::TlsConfig,
+) -> Result<Option<Arc<TicketKeys>>, Vec<ConfigError>> {
+    if tls.session_ticket_keys.is_empty() {
+        return Ok(None);
+    }
+    let at = |i: usize| format!("{key}.tls.session_ticket_keys[{i}]");
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    for (i, path) in tls.session_ticket_keys.iter().enumerate() {
+        match certgate_pki::load_ticket_key(path) {
+            Ok(bytes) => files.push(bytes),
+            Err(e) => errors.push(config.error_at(&at(i), e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match TicketKeys::from_files_bytes(files) {
+        Ok(keys) => Ok(Some(Arc::new(keys))),
+        Err(TicketKeysError::DuplicateName { first, second }) => {
+            let path = |i: usize| {
+                tls.session_ticket_keys
+                    .get(i)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
+            Err(vec![config.error_at(
+                &at(second),
+                format!(
+                    "{}: same key name (first 16 bytes) as session_ticket_keys[{first}] ({}); \
+                     each key file must be generated separately (or is listed twice)",
+                    path(second),
+                    path(first)
+                ),
+            )])
+        }
+        Err(e) => {
+            Err(vec![config.error_at(
+                &format!("{key}.tls.session_ticket_keys"),
+                e.to_string(),
+            )])
+        }
+    }
 }
 
 /// Source of [`CompiledUpstream::pool_key`]: never repeats within a process.

@@ -251,7 +251,8 @@ pub fn listener_chain_verifier(
 }
 
 /// The rustls configuration of one listen address, from one configuration generation:
-/// protocol versions, ALPN, session resumption and the client-certificate verifier; the
+/// protocol versions, ALPN, session resumption (and its ticket keys) and the
+/// client-certificate verifier; the
 /// certificate is picked per handshake by SNI ([`SniResolver`]).
 pub fn server_config(
     shared: &Arc<Shared>,
@@ -318,6 +319,12 @@ pub fn server_config(
         // handshake is a full one, as nginx's `ssl_session_cache off; ssl_session_tickets off;`.
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
+    } else if let Some(keys) = &group.ticket_keys {
+        // Stateless tickets sealed with `tls.session_ticket_keys`: any certgate process
+        // given the same files resumes them (resumed handshakes still re-verify the client
+        // chain in `Identify`). Without keys, rustls's in-memory session store: sessions
+        // resume on this process only.
+        config.ticketer = keys.clone();
     }
     Ok(Arc::new(config))
 }

@@ -47,14 +47,16 @@ pub const MAX_DELAY: Duration = Duration::from_secs(5);
 /// How often the files are compared when some directory cannot be watched.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// gateway.yaml and every file it names: server certificates and keys, client CAs,
-/// trusted CAs, CRLs, upstream TLS files. Not the access log: certgate writes it.
+/// gateway.yaml and every file it names: server certificates and keys, session ticket
+/// keys, client CAs, trusted CAs, CRLs, upstream TLS files. Not the access log: certgate
+/// writes it.
 pub fn watched_files(config: &Config) -> BTreeSet<PathBuf> {
     let mut files = BTreeSet::new();
     files.insert(config.file.clone());
     for server in &config.servers {
         files.insert(server.tls.cert.clone());
         files.insert(server.tls.key.clone());
+        files.extend(server.tls.session_ticket_keys.iter().cloned());
         let auth = &server.client_auth;
         files.extend(auth.ca.iter().cloned());
         files.extend(auth.trusted_ca.iter().cloned());
@@ -442,7 +444,7 @@ mod tests {
 log: { access: /var/log/certgate/access.log }
 servers:
   - listen: 127.0.0.1:8443
-    tls: { cert: certs/server.crt, key: certs/server.key }
+    tls: { cert: certs/server.crt, key: certs/server.key, session_ticket_keys: [/run/t.key] }
     client_auth: { ca: ca/ca.crt, trusted_ca: [ca/extra.crt], crl: [/crl/a.crl] }
     routes:
       - match: { path_prefix: / }
@@ -469,6 +471,7 @@ upstreams:
                 "/etc/certgate/up/ca.crt",
                 "/etc/certgate/up/client.crt",
                 "/etc/certgate/up/client.key",
+                "/run/t.key",
             ])
         );
     }
