@@ -1,0 +1,3 @@
+module certgate-demo-go
+
+go 1.19
