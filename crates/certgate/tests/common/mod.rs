@@ -298,14 +298,24 @@ pub fn start_gateway(pki: &Pki, yaml: &str) -> Gateway {
     gateway
 }
 
+fn listening(addr: SocketAddr) -> bool {
+    TcpStream::connect(addr).is_ok_and(|stream| stream.local_addr().ok() != Some(addr))
+}
+
 fn wait_for_port(gateway: &mut Gateway) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = gateway.child.try_wait() {
             panic!("certgate exited early ({status}):\n{}", gateway.log());
         }
-        if TcpStream::connect(gateway.addr).is_ok() {
-            return;
+        // A connection to a port nothing listens on can connect to itself (TCP
+        // simultaneous open, when the kernel picks the same port as the source): only a
+        // connection from another port counts, and twice in a row with certgate alive.
+        if listening(gateway.addr) {
+            std::thread::sleep(Duration::from_millis(50));
+            if listening(gateway.addr) && matches!(gateway.child.try_wait(), Ok(None)) {
+                return;
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
