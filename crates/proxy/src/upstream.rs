@@ -307,7 +307,7 @@ pub async fn send(
     if !target.upgrade {
         while let Some(pooled) = take_pooled(key) {
             match pooled {
-                Pooled::H2(sender) => return send_h2(target, sender, request).await,
+                Pooled::H2(sender) => return send_h2(target, key, sender, request).await,
                 Pooled::H1(mut sender) => {
                     if sender.ready().await.is_err() {
                         continue;
@@ -336,7 +336,7 @@ pub async fn send(
     match Box::pin(connect(target)).await? {
         Pooled::H2(sender) => {
             keep_h2(key, target.upstream, &sender);
-            send_h2(target, sender, request).await
+            send_h2(target, key, sender, request).await
         }
         Pooled::H1(mut sender) => {
             sender
@@ -399,6 +399,7 @@ async fn with_timeout<T>(
 
 async fn send_h2(
     target: &Target<'_>,
+    key: PoolKey,
     mut sender: http2::SendRequest<RequestBody>,
     mut request: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
@@ -430,15 +431,7 @@ async fn send_h2(
             addr: target.addr,
             source,
         })?;
-    Ok(wrap(
-        target,
-        PoolKey {
-            upstream: target.upstream.pool_key,
-            addr: target.addr,
-        },
-        response,
-        None,
-    ))
+    Ok(wrap(target, key, response, None))
 }
 
 fn wrap(
