@@ -24,6 +24,7 @@ pub(crate) struct Output {
     pub shutdown_grace: Duration,
     pub keepalive_timeout: Duration,
     pub watch: bool,
+    pub client_limits: ClientLimits,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -47,6 +48,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "keepalive_timeout",
     "watch",
+    "client_header_timeout",
+    "client_body_timeout",
+    "large_client_header_buffers",
+    "max_headers",
+    "max_connections",
+    "http2_max_concurrent_streams",
+    "underscores_in_headers",
 ];
 const ALLOW_RULES: &[&str] = &[
     "cn",
@@ -178,6 +186,7 @@ impl Compiler<'_> {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             watch: false,
+            client_limits: ClientLimits::default(),
             warnings: Vec::new(),
         };
         let empty = serde_yaml::Mapping::new();
@@ -199,10 +208,7 @@ impl Compiler<'_> {
         let mut sections: HashMap<&str, &Value> = HashMap::new();
         for (key, value) in map {
             match key.as_str() {
-                Some(
-                    name @ ("admin" | "log" | "servers" | "upstreams" | "shutdown_grace"
-                    | "keepalive_timeout" | "watch"),
-                ) => {
+                Some(name) if TOP_LEVEL_KEYS.contains(&name) => {
                     sections.insert(name, value);
                 }
                 Some(other) => {
@@ -240,6 +246,7 @@ impl Compiler<'_> {
                 output.watch = watch;
             }
         }
+        output.client_limits = self.client_limits(&sections);
         if let Some(value) = sections.get("log").filter(|v| !v.is_null()) {
             if let Some(raw) = self.section::<raw::RawLog>(value, "log") {
                 output.log = self.log(raw);
@@ -319,6 +326,117 @@ impl Compiler<'_> {
             }
         }
         output
+    }
+
+    /// The top-level client limits (`client_header_timeout`, …), defaults for those absent.
+    fn client_limits(&mut self, sections: &HashMap<&str, &Value>) -> ClientLimits {
+        let mut limits = ClientLimits::default();
+        let scalar = |c: &mut Self, key: &str| -> Option<Scalar> {
+            let value = sections.get(key).filter(|v| !v.is_null())?;
+            c.section::<Scalar>(value, key)
+        };
+        if let Some(raw) = scalar(self, "client_header_timeout") {
+            limits.client_header_timeout = self.duration(
+                "client_header_timeout",
+                Some(&raw),
+                limits.client_header_timeout,
+            );
+        }
+        if let Some(raw) = scalar(self, "client_body_timeout") {
+            limits.client_body_timeout = self.duration(
+                "client_body_timeout",
+                Some(&raw),
+                limits.client_body_timeout,
+            );
+        }
+        if let Some(raw) = scalar(self, "large_client_header_buffers") {
+            if let Some((number, size)) = self.header_buffers(&raw) {
+                limits.header_buffers = number;
+                limits.header_buffer_size = size;
+            }
+        }
+        if let Some(raw) = scalar(self, "max_headers") {
+            if let Some(n) = self.count("max_headers", &raw, 1, 10_000) {
+                limits.max_headers = n as usize;
+            }
+        }
+        if let Some(raw) = scalar(self, "max_connections") {
+            if let Some(n) = self.count("max_connections", &raw, 1, 1 << 24) {
+                limits.max_connections = n as usize;
+            }
+        }
+        if let Some(raw) = scalar(self, "http2_max_concurrent_streams") {
+            if let Some(n) = self.count("http2_max_concurrent_streams", &raw, 1, 1 << 16) {
+                limits.http2_max_concurrent_streams = n as u32;
+            }
+        }
+        if let Some(value) = sections
+            .get("underscores_in_headers")
+            .filter(|v| !v.is_null())
+        {
+            if let Some(allow) = self.section::<bool>(value, "underscores_in_headers") {
+                limits.underscores_in_headers = allow;
+            }
+        }
+        limits
+    }
+
+    /// nginx's `large_client_header_buffers number size`, e.g. `4 8k`.
+    fn header_buffers(&mut self, raw: &Scalar) -> Option<(u32, u64)> {
+        const KEY: &str = "large_client_header_buffers";
+        const SYNTAX: &str = "expected a number and a size like \"4 8k\"";
+        let Scalar::Str(text) = raw else {
+            self.error(KEY, format!("{SYNTAX}; found {}", raw.describe()));
+            return None;
+        };
+        let mut words = text.split_whitespace();
+        let parsed = match (words.next(), words.next(), words.next()) {
+            (Some(number), Some(size), None) => {
+                number.parse::<u32>().ok().zip(parse_size(size).ok())
+            }
+            _ => None,
+        };
+        let Some((number, size)) = parsed else {
+            self.error(KEY, format!("{SYNTAX}; found {}", raw.describe()));
+            return None;
+        };
+        // hyper reads a request header into one buffer of at least 8 KB; nginx refuses a
+        // buffer smaller than its connection buffer (1k) too.
+        if !(1..=64).contains(&number) {
+            self.error(
+                KEY,
+                format!("the number of buffers must be 1 to 64; found {number}"),
+            );
+            return None;
+        }
+        if !(1024..=1 << 20).contains(&size) {
+            self.error(
+                KEY,
+                format!("the buffer size must be 1k to 1m; found {size}"),
+            );
+            return None;
+        }
+        Some((number, size))
+    }
+
+    /// A whole number in `min..=max`.
+    fn count(&mut self, path: &str, raw: &Scalar, min: u64, max: u64) -> Option<u64> {
+        match raw {
+            Scalar::Int(n) => match u64::try_from(*n) {
+                Ok(n) if (min..=max).contains(&n) => Some(n),
+                _ => {
+                    self.error(path, format!("must be {min} to {max}; found {n}"));
+                    None
+                }
+            },
+            other => {
+                self.error(
+                    path,
+                    format!("expected a whole number; found {}", other.describe()),
+                );
+                None
+            }
+        }
     }
 
     fn admin(&mut self, value: &Value) -> Option<AdminConfig> {

@@ -50,6 +50,8 @@ pub struct Config {
     /// (as SIGHUP would); default false. `certgate run --watch` turns it on too. Fixed at
     /// start: a reload that changes it logs that the new value needs a restart.
     pub watch: bool,
+    /// `client_header_timeout`, `large_client_header_buffers`, `max_connections`, … (top-level).
+    pub client_limits: ClientLimits,
     /// The file this came from, as given to [`Config::parse`] / [`Config::load`].
     pub file: PathBuf,
     index: LocationIndex,
@@ -80,6 +82,7 @@ impl Config {
             shutdown_grace: output.shutdown_grace,
             keepalive_timeout: output.keepalive_timeout,
             watch: output.watch,
+            client_limits: output.client_limits,
             file: file.to_path_buf(),
             index,
             warnings: output.warnings,

@@ -14,6 +14,61 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// What a client may send, and for how long, before and while its requests are read:
+/// nginx's names and defaults, top-level keys in `gateway.yaml`. They bound what an
+/// unauthenticated connection can hold (docs/security.md). A reload applies them to
+/// connections accepted after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `client_header_timeout` (default 60s): the TLS handshake, the wait for the first
+    /// request, and each request header from its first byte must be done within it.
+    pub client_header_timeout: Duration,
+    /// `client_body_timeout` (default 60s): the longest wait between two reads of a
+    /// request body.
+    pub client_body_timeout: Duration,
+    /// `large_client_header_buffers` (default `4 8k`): the number and size of header
+    /// buffers. The request line and every header line must fit in one buffer (else 414
+    /// for the request line, 400 for a header line); the whole header, request line
+    /// included, in all of them (else 431). HTTP/2 header lists get the same total.
+    pub header_buffers: u32,
+    pub header_buffer_size: u64,
+    /// `max_headers` (default 100): header lines per request; more is a 431.
+    pub max_headers: usize,
+    /// `max_connections` (default 16384): open client connections per listen address;
+    /// at the limit certgate stops accepting until one closes (the kernel's backlog holds
+    /// the next ones).
+    pub max_connections: usize,
+    /// `http2_max_concurrent_streams` (default 128): streams one HTTP/2 connection may
+    /// have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// `underscores_in_headers` (default false): request headers whose names contain `_`
+    /// are dropped, as nginx does, because CGI/WSGI servers read `X_SSL_Client_S_DN` and
+    /// `X-SSL-Client-S-DN` as the same variable.
+    pub underscores_in_headers: bool,
+}
+
+impl ClientLimits {
+    /// The largest request header (request line included) accepted.
+    pub fn max_header_bytes(&self) -> u64 {
+        u64::from(self.header_buffers).saturating_mul(self.header_buffer_size)
+    }
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            header_buffers: 4,
+            header_buffer_size: 8 * 1024,
+            max_headers: 100,
+            max_connections: 16384,
+            http2_max_concurrent_streams: 128,
+            underscores_in_headers: false,
+        }
+    }
+}
+
 /// `log:`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {

@@ -169,7 +169,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers (did you mean log?)"
     );
 }
 
@@ -924,5 +924,73 @@ fn watch_defaults_to_off_and_takes_a_boolean() {
     assert_eq!(
         error(&format!("{MINIMAL}watch: yes\n")),
         "gateway.yaml:10:1: watch: expected true or false; found \"yes\""
+    );
+}
+
+#[test]
+fn client_limits_default_to_nginx_values() {
+    let limits = parse(MINIMAL).client_limits;
+    assert_eq!(limits, ClientLimits::default());
+    assert_eq!(limits.client_header_timeout, Duration::from_secs(60));
+    assert_eq!(limits.client_body_timeout, Duration::from_secs(60));
+    assert_eq!(
+        (limits.header_buffers, limits.header_buffer_size),
+        (4, 8192)
+    );
+    assert_eq!(limits.max_header_bytes(), 32768);
+    assert_eq!(limits.max_headers, 100);
+    assert_eq!(limits.http2_max_concurrent_streams, 128);
+    assert!(!limits.underscores_in_headers);
+}
+
+#[test]
+fn client_limits_take_nginx_syntax() {
+    let config = parse(&format!(
+        "client_header_timeout: 10s\nclient_body_timeout: 1m\nlarge_client_header_buffers: 8 16k\nmax_headers: 64\nmax_connections: 1000\nhttp2_max_concurrent_streams: 32\nunderscores_in_headers: true\n{MINIMAL}"
+    ));
+    let limits = config.client_limits;
+    assert_eq!(limits.client_header_timeout, Duration::from_secs(10));
+    assert_eq!(limits.client_body_timeout, Duration::from_secs(60));
+    assert_eq!(
+        (limits.header_buffers, limits.header_buffer_size),
+        (8, 16384)
+    );
+    assert_eq!(limits.max_headers, 64);
+    assert_eq!(limits.max_connections, 1000);
+    assert_eq!(limits.http2_max_concurrent_streams, 32);
+    assert!(limits.underscores_in_headers);
+}
+
+#[test]
+fn bad_client_limits_name_the_key_and_line() {
+    for (line, message) in [
+        (
+            "large_client_header_buffers: 8k",
+            "gateway.yaml:1:1: large_client_header_buffers: expected a number and a size like \"4 8k\"; found \"8k\"",
+        ),
+        (
+            "large_client_header_buffers: 4 100",
+            "gateway.yaml:1:1: large_client_header_buffers: the buffer size must be 1k to 1m; found 100",
+        ),
+        (
+            "large_client_header_buffers: 0 8k",
+            "gateway.yaml:1:1: large_client_header_buffers: the number of buffers must be 1 to 64; found 0",
+        ),
+        ("max_headers: 0", "gateway.yaml:1:1: max_headers: must be 1 to 10000; found 0"),
+        (
+            "max_connections: lots",
+            "gateway.yaml:1:1: max_connections: expected a whole number; found \"lots\"",
+        ),
+        (
+            "client_header_timeout: 0",
+            "gateway.yaml:1:1: client_header_timeout: must be greater than 0",
+        ),
+    ] {
+        assert_eq!(error(&format!("{line}\n{MINIMAL}")), message, "{line}");
+    }
+    let message = error(&format!("underscores_in_headers: sometimes\n{MINIMAL}"));
+    assert!(
+        message.starts_with("gateway.yaml:1:1: underscores_in_headers:"),
+        "{message}"
     );
 }

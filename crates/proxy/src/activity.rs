@@ -20,8 +20,6 @@ pub struct Activity {
 }
 
 const NO_VIOLATION: u8 = 0;
-const CL_WITH_TE: u8 = 1;
-const DUPLICATE_CL: u8 = 2;
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
@@ -38,6 +36,11 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    /// Whether no request has started on the connection yet.
+    pub fn untouched(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.last_done.load(Ordering::Relaxed) == 0
     }
 
     /// How long the connection has had no request in flight; zero while one is.
@@ -59,19 +62,19 @@ impl Activity {
     }
 
     pub fn set_violation(&self, violation: Violation) {
-        let code = match violation {
-            Violation::ContentLengthWithTransferEncoding => CL_WITH_TE,
-            Violation::DuplicateContentLength => DUPLICATE_CL,
-        };
+        let code = Violation::ALL
+            .iter()
+            .position(|&v| v == violation)
+            .and_then(|i| u8::try_from(i + 1).ok())
+            .unwrap_or(NO_VIOLATION);
         self.violation.store(code, Ordering::Relaxed);
     }
 
     pub fn violation(&self) -> Option<Violation> {
-        match self.violation.load(Ordering::Relaxed) {
-            CL_WITH_TE => Some(Violation::ContentLengthWithTransferEncoding),
-            DUPLICATE_CL => Some(Violation::DuplicateContentLength),
-            _ => None,
-        }
+        let code = self.violation.load(Ordering::Relaxed);
+        Violation::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
     }
 }
 

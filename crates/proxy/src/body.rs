@@ -3,6 +3,7 @@
 //! upstream's, streamed, or a page the gateway wrote), which records the request in the
 //! access log and metrics when it is done.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,13 @@ pub struct TooLarge {
     pub limit: u64,
 }
 
+/// The client sent nothing of its request body for `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled for client_body_timeout ({after:?})")]
+pub struct BodyTimeout {
+    pub after: Duration,
+}
+
 /// How a request body's trip upstream is going, shared with the exchange's timers: the
 /// send timeout runs between two pieces of the body, the read timeout from its end.
 pub struct Progress {
@@ -33,6 +41,8 @@ pub struct Progress {
     /// The body grew past `max_body_size`: the request path answers 413 however the
     /// upstream exchange ended (an HTTP/2 upstream sees only a reset stream).
     exceeded: AtomicBool,
+    /// The client stalled for `client_body_timeout`: the request path answers 408.
+    timed_out: AtomicBool,
     /// The rest of an oversized body, kept for the request path to drain: an HTTP/2 client
     /// still uploading reads the 413 only if its stream is not reset under it.
     parked: std::sync::Mutex<Option<Incoming>>,
@@ -45,6 +55,7 @@ impl Progress {
             last: AtomicU64::new(0),
             done: AtomicBool::new(false),
             exceeded: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
             parked: std::sync::Mutex::new(None),
         }
     }
@@ -68,6 +79,11 @@ impl Progress {
         self.exceeded.load(Ordering::Relaxed)
     }
 
+    /// Whether the client stalled its body for `client_body_timeout`.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
     /// What is left of a body that grew past `max_body_size`.
     pub fn take_parked(&self) -> Option<Incoming> {
         self.parked.lock().ok().and_then(|mut parked| parked.take())
@@ -77,26 +93,56 @@ impl Progress {
 /// The client's request body on its way upstream. Counts what streams through when the
 /// route has a `max_body_size` (chunked and HTTP/2 uploads carry no `Content-Length`), and
 /// ends with [`TooLarge`] at the first byte over it, which aborts the upstream request:
-/// the upstream never receives the body whole.
+/// the upstream never receives the body whole. Ends with [`BodyTimeout`] when the client
+/// sends nothing for `client_body_timeout` while the upstream waits for more.
 pub struct RequestBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
     /// `None` for a request without a body (most of them): nothing to time or count.
     progress: Option<Arc<Progress>>,
+    client_body_timeout: Duration,
+    /// Armed the first time the client keeps the upstream waiting; moved on only when it
+    /// fires, so a streaming upload does not reset a timer per read.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl RequestBody {
     /// `limit` 0 means unlimited. Returns the body's progress, shared with the exchange.
-    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Arc<Progress>>) {
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        client_body_timeout: Duration,
+    ) -> (RequestBody, Option<Arc<Progress>>) {
         let progress = (!inner.is_end_stream()).then(|| Arc::new(Progress::new()));
         let body = RequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
             progress: progress.clone(),
+            client_body_timeout,
+            stall: None,
         };
         (body, progress)
+    }
+
+    /// While the client's next piece is awaited: whether it has stalled for
+    /// `client_body_timeout` since the last one (registers the wake-up otherwise).
+    fn stalled(&mut self, cx: &mut Context<'_>, progress: &Progress) -> bool {
+        let deadline = progress.last_activity() + self.client_body_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        loop {
+            if stall.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = progress.last_activity() + self.client_body_timeout;
+            if Instant::now() >= deadline {
+                return true;
+            }
+            stall.as_mut().reset(deadline.into());
+        }
     }
 }
 
@@ -112,7 +158,21 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = ready!(Pin::new(inner).poll_frame(cx));
+        let polled = match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                let Some(progress) = this.progress.clone() else {
+                    return Poll::Pending;
+                };
+                if !this.stalled(cx, &progress) {
+                    return Poll::Pending;
+                }
+                progress.timed_out.store(true, Ordering::Relaxed);
+                this.inner = None;
+                let after = this.client_body_timeout;
+                return Poll::Ready(Some(Err(BodyTimeout { after }.into())));
+            }
+        };
         let Some(progress) = &this.progress else {
             return Poll::Ready(polled.map(|frame| frame.map_err(Into::into)));
         };

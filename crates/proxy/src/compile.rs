@@ -38,6 +38,9 @@ pub struct Compiled {
     pub keepalive_pool_size: usize,
     /// Non-fatal findings for `certgate check` (expiring certificates, long chains).
     pub warnings: Vec<String>,
+    /// What clients may send, and for how long; applies to connections accepted after a
+    /// reload.
+    pub client_limits: certgate_config::ClientLimits,
 }
 
 pub struct ListenerGroup {
@@ -64,6 +67,8 @@ pub struct CompiledServer {
     pub header_plan: HeaderPlan,
     pub routes: Vec<CompiledRoute>,
     pub alpn_h2: bool,
+    /// `underscores_in_headers`: keep client headers whose names contain `_`.
+    pub underscores_in_headers: bool,
 }
 
 pub struct CompiledRoute {
@@ -413,6 +418,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 header_plan,
                 routes,
                 alpn_h2: server.tls.alpn.contains(&certgate_config::Alpn::H2),
+                underscores_in_headers: config.client_limits.underscores_in_headers,
             });
         }
     }
@@ -474,6 +480,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         upstreams,
         keepalive_pool_size: keepalive_pool_size.max(1),
         warnings,
+        client_limits: config.client_limits,
     })
 }
 

@@ -13,7 +13,25 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::compile::{CompiledRoute, CompiledServer};
 
 /// Whether a client-sent header must not reach the upstream.
+///
+/// A name with `_` is dropped unless `underscores_in_headers` (nginx's default), because
+/// CGI/WSGI servers fold `_` and `-` into the same variable: `X_SSL_Client_S_DN` would reach a
+/// Flask app as `HTTP_X_SSL_CLIENT_S_DN` beside the real header. Allowed, it is compared with
+/// `_` read as `-`, so no spelling of a stripped name gets through.
 fn is_spoofable(name: &HeaderName, server: &CompiledServer, route: &CompiledRoute) -> bool {
+    if name.as_str().contains('_') {
+        if !server.underscores_in_headers {
+            return true;
+        }
+        let folded = name.as_str().replace('_', "-");
+        let same = |n: &HeaderName| n.as_str() == folded;
+        return HeaderPlan::is_stripped(&folded)
+            || folded == "x-real-ip"
+            || folded == "x-forwarded-proto"
+            || folded == "x-forwarded-for"
+            || server.header_plan.stripped_names().any(same)
+            || route.headers.iter().any(|(n, _)| same(n));
+    }
     HeaderPlan::is_stripped(name.as_str())
         || name == "x-real-ip"
         || name == "x-forwarded-proto"

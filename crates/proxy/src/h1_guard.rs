@@ -54,21 +54,57 @@ pub enum Violation {
     ContentLengthWithTransferEncoding,
     /// The head has more than one `Content-Length` field line, or a list value such as `5, 5`.
     DuplicateContentLength,
+    /// More than one `Transfer-Encoding` field line (nginx: "client sent duplicate header line").
+    DuplicateTransferEncoding,
+    /// A `Transfer-Encoding` other than exactly `chunked` (`gzip, chunked`): nginx answers 501,
+    /// and forwarding it as plain chunked would change what the request means.
+    UnsupportedTransferEncoding,
+    /// The request line is longer than one header buffer (nginx: 414).
+    RequestLineTooLong,
+    /// A header line is longer than one header buffer (nginx: 400 "Request Header Or Cookie
+    /// Too Large").
+    HeaderLineTooLong,
+}
+
+impl Violation {
+    pub const ALL: [Violation; 6] = [
+        Violation::ContentLengthWithTransferEncoding,
+        Violation::DuplicateContentLength,
+        Violation::DuplicateTransferEncoding,
+        Violation::UnsupportedTransferEncoding,
+        Violation::RequestLineTooLong,
+        Violation::HeaderLineTooLong,
+    ];
 }
 
 /// Follows HTTP/1.1 request framing on a client's byte stream and flags request heads with
 /// ambiguous framing. See the [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestFraming {
     state: State,
     head: Head,
+    /// The longest request line or header line accepted, line end included
+    /// (`large_client_header_buffers`' size).
+    line_limit: usize,
+    /// Bytes of the current line of the head so far.
+    line_len: usize,
 }
 
 impl RequestFraming {
-    /// A tracker at the start of a connection.
+    /// A tracker at the start of a connection; lines longer than `line_limit` are refused.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(line_limit: usize) -> Self {
+        RequestFraming {
+            state: State::default(),
+            head: Head::default(),
+            line_limit,
+            line_len: 0,
+        }
+    }
+
+    /// Whether a request head has started and not ended.
+    pub fn in_head(&self) -> bool {
+        self.state.in_head()
     }
 
     /// Feeds bytes read from the client, in order. Returns the first violation found (and keeps
@@ -85,7 +121,13 @@ impl RequestFraming {
                 State::Refused(violation) => return Err(violation),
                 State::Opaque => return Ok(()),
                 _ if rest.is_empty() => return Ok(()),
-                _ => rest = self.step(rest),
+                state => {
+                    let before = rest.len();
+                    rest = self.step(rest);
+                    if state.in_head() || self.state.in_head() {
+                        self.count_line(state, before - rest.len());
+                    }
+                }
             }
         }
     }
@@ -156,6 +198,24 @@ impl RequestFraming {
                 }
                 None => bytes,
             },
+        }
+    }
+
+    /// Adds `consumed` bytes, read in `was`, to the current line of the head; refuses the
+    /// head once the line is over the limit (without waiting for its end, which may never
+    /// come), and starts a new line after a line end.
+    fn count_line(&mut self, was: State, consumed: usize) {
+        self.line_len = self.line_len.saturating_add(consumed);
+        if self.line_len > self.line_limit && !matches!(self.state, State::Refused(_)) {
+            self.state = State::Refused(
+                if matches!(was, State::Idle | State::Method | State::RequestLine) {
+                    Violation::RequestLineTooLong
+                } else {
+                    Violation::HeaderLineTooLong
+                },
+            );
+        } else if !self.state.in_line() {
+            self.line_len = 0;
         }
     }
 
@@ -342,6 +402,7 @@ impl RequestFraming {
             b',' => {
                 head.te_elem = Elem::Before;
                 head.te_match = 0;
+                head.te_list = true;
             }
             b' ' | b'\t' | b'\r' => {
                 if head.te_elem == Elem::In {
@@ -367,6 +428,11 @@ impl RequestFraming {
             State::Refused(Violation::ContentLengthWithTransferEncoding)
         } else if head.cl_count > 1 {
             State::Refused(Violation::DuplicateContentLength)
+        } else if head.te_count > 1 {
+            State::Refused(Violation::DuplicateTransferEncoding)
+        } else if head.te_count == 1 && head.te_chunked && head.te_list {
+            // (A last coding other than `chunked` is hyper's 400.)
+            State::Refused(Violation::UnsupportedTransferEncoding)
         } else if head.connect || (head.upgrade && head.http11) {
             State::Opaque
         } else if head.te_count > 0 {
@@ -462,6 +528,36 @@ enum Elem {
     After,
 }
 
+impl State {
+    /// The states inside a request head, from its first byte to its final line end.
+    fn in_head(self) -> bool {
+        matches!(
+            self,
+            State::Method
+                | State::RequestLine
+                | State::LineStart
+                | State::LineStartCr
+                | State::Name
+                | State::OtherValue
+                | State::ContentLength
+                | State::TransferEncoding
+        )
+    }
+
+    /// The states inside one line of a request head.
+    fn in_line(self) -> bool {
+        matches!(
+            self,
+            State::Method
+                | State::RequestLine
+                | State::Name
+                | State::OtherValue
+                | State::ContentLength
+                | State::TransferEncoding
+        )
+    }
+}
+
 /// What the current request head has shown so far.
 #[derive(Debug, Default)]
 struct Head {
@@ -488,6 +584,8 @@ struct Head {
     te_match: u8,
     /// Whether the last `Transfer-Encoding` value ends with the `chunked` coding.
     te_chunked: bool,
+    /// Whether a `Transfer-Encoding` value is a list (`gzip, chunked`).
+    te_list: bool,
     upgrade: bool,
 }
 
@@ -519,9 +617,9 @@ mod tests {
 
     /// Feeds `input` whole, byte by byte, and split in two at every position; all must agree.
     fn check(input: &[u8]) -> Result<(), Violation> {
-        let whole = RequestFraming::new().feed(input);
+        let whole = RequestFraming::new(usize::MAX).feed(input);
 
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         let mut bytewise = Ok(());
         for b in input {
             bytewise = guard.feed(std::slice::from_ref(b));
@@ -530,7 +628,7 @@ mod tests {
 
         for at in 0..=input.len() {
             let (a, b) = input.split_at(at);
-            let mut guard = RequestFraming::new();
+            let mut guard = RequestFraming::new(usize::MAX);
             let first = guard.feed(a);
             let second = guard.feed(b);
             if first.is_err() {
@@ -539,6 +637,71 @@ mod tests {
             assert_eq!(second, whole, "split at {at}: {:?}", show(input));
         }
         whole
+    }
+
+    /// `check` with a line limit.
+    fn check_limited(input: &[u8], limit: usize) -> Result<(), Violation> {
+        let whole = RequestFraming::new(limit).feed(input);
+        for at in 0..=input.len() {
+            let (a, b) = input.split_at(at);
+            let mut guard = RequestFraming::new(limit);
+            let _ = guard.feed(a);
+            assert_eq!(guard.feed(b), whole, "split at {at}: {:?}", show(input));
+        }
+        whole
+    }
+
+    #[test]
+    fn lines_longer_than_a_header_buffer_are_refused_before_they_end() {
+        let line = |n: usize| format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(n));
+        // "GET /" + n + " HTTP/1.1\r\n" = n + 16 bytes, line end included.
+        assert_eq!(check_limited(line(48).as_bytes(), 64), Ok(()));
+        assert_eq!(
+            check_limited(line(49).as_bytes(), 64),
+            Err(Violation::RequestLineTooLong)
+        );
+        // Refused while the line is still arriving: no line end needed.
+        let mut guard = RequestFraming::new(64);
+        assert_eq!(
+            guard.feed(format!("GET /{}", "a".repeat(100)).as_bytes()),
+            Err(Violation::RequestLineTooLong)
+        );
+
+        let header = |n: usize| format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "v".repeat(n));
+        // "X-Long: " + n + "\r\n" = n + 10 bytes.
+        assert_eq!(check_limited(header(54).as_bytes(), 64), Ok(()));
+        assert_eq!(
+            check_limited(header(55).as_bytes(), 64),
+            Err(Violation::HeaderLineTooLong)
+        );
+        // Many short lines are each within the limit (the total is hyper's to bound).
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(50));
+        assert_eq!(check_limited(many.as_bytes(), 64), Ok(()));
+        // A body is not a line.
+        let body = format!(
+            "POST / HTTP/1.1\r\nContent-Length: 200\r\n\r\n{}",
+            "b".repeat(200)
+        );
+        assert_eq!(check_limited(body.as_bytes(), 64), Ok(()));
+        // Each pipelined request starts counting afresh.
+        let two = "GET /aaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n".repeat(2);
+        assert_eq!(check_limited(two.as_bytes(), 64), Ok(()));
+    }
+
+    #[test]
+    fn transfer_encodings_other_than_exactly_chunked_are_refused() {
+        assert_eq!(
+            check(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+            Err(Violation::UnsupportedTransferEncoding)
+        );
+        assert_eq!(
+            check(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(Violation::DuplicateTransferEncoding)
+        );
+        assert_eq!(
+            check(b"POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n"),
+            Ok(())
+        );
     }
 
     fn show(input: &[u8]) -> String {
@@ -615,7 +778,7 @@ mod tests {
 
     #[test]
     fn reported_only_once_the_head_is_complete_and_then_for_good() {
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         assert_eq!(
             guard.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n"),
             Ok(())
@@ -643,22 +806,26 @@ mod tests {
     #[test]
     fn chunked_codings() {
         let tail = b"\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
-        for te in [
-            "chunked",
-            "CHUNKED",
-            "gzip, chunked",
-            "gzip,chunked  ",
-            "  Chunked",
-        ] {
+        for te in ["chunked", "CHUNKED", "  Chunked"] {
             let mut input = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}").into_bytes();
             input.extend_from_slice(tail);
             assert_eq!(check(&input), DUP, "{te}");
         }
-        // The last field line decides, as in hyper.
+        // A coding before `chunked`: nginx's 501 (hyper would decode it as plain chunked).
+        for te in ["gzip, chunked", "gzip,chunked  "] {
+            let mut input = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}").into_bytes();
+            input.extend_from_slice(tail);
+            assert_eq!(
+                check(&input),
+                Err(Violation::UnsupportedTransferEncoding),
+                "{te}"
+            );
+        }
+        // Two field lines: nginx's "duplicate header line" 400.
         let mut input =
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked".to_vec();
         input.extend_from_slice(tail);
-        assert_eq!(check(&input), DUP);
+        assert_eq!(check(&input), Err(Violation::DuplicateTransferEncoding));
         // Not chunked: hyper refuses the request; the guard stops tracking.
         for te in ["chunked, gzip", "chunkedx", "chun ked", "", "xchunked"] {
             let mut input = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}").into_bytes();
@@ -692,7 +859,7 @@ mod tests {
         let input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\n\r\n\
                       GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n\
                       GET / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n";
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         assert_eq!(guard.feed(input), DUP);
         assert_eq!(check(input), DUP);
     }
@@ -844,7 +1011,7 @@ mod tests {
             assert_eq!(check(input.as_bytes()), Ok(()), "{value:?}");
         }
         // The largest length is fine (and is skipped by counting).
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         assert_eq!(
             guard.feed(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n"),
             Ok(())
@@ -878,7 +1045,7 @@ mod tests {
             assert_eq!(check(input.as_bytes()), Ok(()), "{body:?}");
         }
         // The largest chunk size is fine.
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         assert_eq!(
             guard.feed(
                 b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0000FFFFFFFFFFFFFFFF\r\n"
@@ -930,7 +1097,7 @@ mod tests {
 
     /// Feeds `input` in random pieces; must agree with feeding it whole.
     fn feed_in_pieces(input: &[u8], rng: &mut Lcg) -> Result<(), Violation> {
-        let mut guard = RequestFraming::new();
+        let mut guard = RequestFraming::new(usize::MAX);
         let mut result = Ok(());
         let mut rest = input;
         while !rest.is_empty() {
@@ -947,7 +1114,7 @@ mod tests {
         for _ in 0..10_000 {
             let len = rng.below(512);
             let input: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-            let whole = RequestFraming::new().feed(&input);
+            let whole = RequestFraming::new(usize::MAX).feed(&input);
             assert_eq!(feed_in_pieces(&input, &mut rng), whole);
         }
     }
@@ -1019,7 +1186,7 @@ mod tests {
             let target = &request_line[sp + 1..];
             let http11 = target.strip_suffix(b"\r").unwrap_or(target).last() == Some(&b'1');
             let (mut cl, mut te, mut upgrade) = (0, 0, false);
-            let (mut length, mut chunked) = (None, false);
+            let (mut length, mut chunked, mut te_list) = (None, false, false);
             loop {
                 let Some((l, rest)) = line(s) else {
                     return Ok(());
@@ -1048,6 +1215,7 @@ mod tests {
                     }
                     b"transfer-encoding" => {
                         te += 1;
+                        te_list |= value.contains(&b',');
                         let last = value.split(|&b| b == b',').next_back().unwrap();
                         chunked = trim(last).eq_ignore_ascii_case(b"chunked");
                     }
@@ -1060,6 +1228,12 @@ mod tests {
             }
             if cl > 1 {
                 return DUP;
+            }
+            if te > 1 {
+                return Err(Violation::DuplicateTransferEncoding);
+            }
+            if te == 1 && chunked && te_list {
+                return Err(Violation::UnsupportedTransferEncoding);
             }
             if method == b"CONNECT" || (upgrade && http11) {
                 return Ok(());
@@ -1155,7 +1329,7 @@ mod tests {
                     input.extend_from_slice(FRAGMENTS[rng.below(FRAGMENTS.len())].as_bytes());
                 }
             }
-            let whole = RequestFraming::new().feed(&input);
+            let whole = RequestFraming::new(usize::MAX).feed(&input);
             assert_eq!(whole, reference(&input), "{:?}", show(&input));
             assert_eq!(
                 feed_in_pieces(&input, &mut rng),
@@ -1175,11 +1349,11 @@ mod tests {
         let input =
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;e\r\nab\r\n0\r\nT: 1\r\n\r\n\
                       GET / HTTP/1.1\nContent-Length: 1\nContent-Length: 1\n\n";
-        let whole = RequestFraming::new().feed(input);
+        let whole = RequestFraming::new(usize::MAX).feed(input);
         assert_eq!(whole, DUP);
         for i in 0..=input.len() {
             for j in i..=input.len() {
-                let mut guard = RequestFraming::new();
+                let mut guard = RequestFraming::new(usize::MAX);
                 let _ = guard.feed(&input[..i]);
                 let _ = guard.feed(&input[i..j]);
                 assert_eq!(guard.feed(&input[j..]), whole, "{i} {j}");
@@ -1263,6 +1437,12 @@ mod tests {
             if cl > 1 {
                 return (out.into_bytes(), DUP);
             }
+            if te && fields.iter().any(|f| f.contains("gzip, chunked")) {
+                return (
+                    out.into_bytes(),
+                    Err(Violation::UnsupportedTransferEncoding),
+                );
+            }
             if te {
                 let mut rest = payload.as_str();
                 while !rest.is_empty() {
@@ -1287,11 +1467,11 @@ mod tests {
     #[test]
     fn random_pipelines_of_well_framed_requests() {
         let mut rng = Lcg(7);
-        let mut verdicts = [0; 3];
+        let mut verdicts = [0; 4];
         for _ in 0..5_000 {
             let (input, expected) = pipeline(&mut rng);
             assert_eq!(
-                RequestFraming::new().feed(&input),
+                RequestFraming::new(usize::MAX).feed(&input),
                 expected,
                 "{:?}",
                 show(&input)
@@ -1307,8 +1487,9 @@ mod tests {
                 Ok(()) => 0,
                 Err(Violation::ContentLengthWithTransferEncoding) => 1,
                 Err(Violation::DuplicateContentLength) => 2,
+                Err(_) => 3,
             }] += 1;
         }
-        assert!(verdicts.iter().all(|&n| n > 500), "{verdicts:?}");
+        assert!(verdicts.iter().all(|&n| n > 200), "{verdicts:?}");
     }
 }

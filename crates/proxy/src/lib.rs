@@ -3,7 +3,8 @@
 //! pingora runs the process (signals, background services) and load-balances upstreams.
 //!
 //! The request path, in the order a request meets it:
-//! - [`listener`] accept: sockets, worker threads, TLS handshakes; [`tls`] the rustls side
+//! - [`listener`] accept: sockets, worker threads, TLS handshakes (plain HTTP on the TLS port
+//!   gets nginx's 400 from `plain_http`); [`tls`] the rustls side
 //!   (SNI, client-certificate verifier) and the identity computed once per connection;
 //! - [`connection`] one hyper connection per client connection, idle and shutdown closes;
 //! - [`request`] one request through the phases: [`decide`] (reject, route with [`routes`],
@@ -30,6 +31,7 @@ mod h1_guard;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+mod plain_http;
 pub mod record;
 pub mod reload;
 pub mod request;

@@ -9,11 +9,17 @@
 //! built from the config (`tls.protocols`, `tls.session_resumption`, ALPN, client
 //! authentication) and swapped on reload; after the handshake, [`crate::connection`] serves
 //! the connection's requests.
+//!
+//! Before a client is authenticated it can only hold what the limits allow: at most
+//! `max_connections` open connections per address (accepting pauses at the limit), and
+//! `client_header_timeout` for the first byte, the handshake and the first request together.
+//! Plain HTTP sent to the TLS port gets nginx's 400 page. What clients get wrong is counted
+//! in `certgate_client_errors_total` and logged at `debug` only, so it cannot flood the log.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -21,11 +27,9 @@ use pingora_core::server::{ListenFds, ShutdownWatch};
 use rustls::ServerConfig;
 
 use crate::compile::ListenerGroup;
+use crate::metrics::ClientError;
 use crate::tls::Identify;
 use crate::Shared;
-
-/// As pingora's listener: a client gets this long to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The TLS configuration of one listen address, replaced on every configuration swap.
 pub(crate) type AcceptorSlot = ArcSwap<ServerConfig>;
@@ -38,6 +42,12 @@ pub struct Listener {
     socket: socket2::Socket,
     config: Arc<AcceptorSlot>,
     identify: Identify,
+    /// Open connections on this address, for `max_connections`.
+    open: AtomicUsize,
+    /// Signalled when a connection on this address closes (an accept loop may be waiting).
+    freed: tokio::sync::Notify,
+    /// When accepting last paused at `max_connections` and said so (logged once a minute).
+    paused_logged: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Listener {
@@ -54,6 +64,9 @@ impl Listener {
             socket,
             config,
             identify: Identify::new(shared, group.addr),
+            open: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+            paused_logged: std::sync::Mutex::new(None),
         })
     }
 }
@@ -285,6 +298,33 @@ async fn accept_loop(
         if worker.load.over_share(worker.index) {
             tokio::time::sleep(ACCEPT_DEFER).await;
         }
+        let limit = worker
+            .shared
+            .current
+            .load()
+            .compiled
+            .client_limits
+            .max_connections;
+        if listener.open.load(Ordering::Relaxed) >= limit {
+            let freed = listener.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            // Registered before the second look, so a close in between is not missed.
+            freed.as_mut().enable();
+            if listener.open.load(Ordering::Relaxed) >= limit {
+                listener.paused(limit);
+                tokio::select! {
+                    () = freed => {}
+                    // A reload may raise the limit; look again now and then.
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+        }
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
             changed = shutdown.changed() => {
@@ -297,10 +337,11 @@ async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 let open = worker.load.opened(worker.index);
+                let slot = ListenerSlot::take(&listener);
                 tokio::spawn(serve(
                     tcp,
                     peer,
-                    listener.clone(),
+                    slot,
                     (worker.clone(), open),
                     shutdown.clone(),
                 ));
@@ -317,32 +358,107 @@ async fn accept_loop(
     }
 }
 
+impl Listener {
+    /// Says, at most once a minute, that accepting paused at `max_connections`.
+    fn paused(&self, limit: usize) {
+        let Ok(mut last) = self.paused_logged.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            listen = %self.addr,
+            "max_connections ({limit}) reached: not accepting until a connection closes"
+        );
+    }
+}
+
+/// One connection counted against its listener's `max_connections` until dropped.
+struct ListenerSlot(Arc<Listener>);
+
+impl ListenerSlot {
+    fn take(listener: &Arc<Listener>) -> ListenerSlot {
+        listener.open.fetch_add(1, Ordering::Relaxed);
+        ListenerSlot(listener.clone())
+    }
+}
+
+impl Drop for ListenerSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.freed.notify_one();
+    }
+}
+
+/// TLS records start with the handshake content type (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// One client connection: TLS handshake, identity, then HTTP requests until it ends.
 /// `_open` counts it in the worker's load until then. (Passed in rather than held by a
 /// wrapping `async` block, which would store this whole future twice.)
 async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    listener: Arc<Listener>,
+    slot: ListenerSlot,
     (worker, _open): (Arc<Worker>, OpenConnection),
     shutdown: ShutdownWatch,
 ) {
+    let listener = &slot.0;
+    let shared = &worker.shared;
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(%peer, "TCP_NODELAY: {e}");
     }
+    let limits = shared.current.load().compiled.client_limits;
+    // nginx's post-accept timeout: the first bytes, the handshake and (below, in
+    // `connection`) the first request each get `client_header_timeout`.
+    let deadline = tokio::time::Instant::now() + limits.client_header_timeout;
+    let client_error = |kind: ClientError, detail: &dyn std::fmt::Display| {
+        shared.metrics.client_errors.count(kind);
+        tracing::debug!(%peer, listen = %listener.addr, kind = kind.label(), "{detail}");
+    };
+
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        // Closed or reset before sending anything: a port probe, not worth a line.
+        Ok(_) => return,
+        Err(_) => {
+            return client_error(
+                ClientError::HandshakeTimeout,
+                &"nothing sent before client_header_timeout",
+            );
+        }
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        if first[0].is_ascii_uppercase() {
+            client_error(
+                ClientError::PlainHttp,
+                &"plain HTTP request on the TLS port",
+            );
+            return crate::plain_http::answer(tcp, deadline, limits.max_header_bytes()).await;
+        }
+        return client_error(
+            ClientError::NotTls,
+            &format_args!("not TLS: first byte {:#04x}", first[0]),
+        );
+    }
+
     let acceptor = tokio_rustls::TlsAcceptor::from(listener.config.load_full());
     // Boxed: the handshake's state is large and would otherwise stay inline in this task's
     // allocation for the connection's life.
     let handshake = Box::pin(acceptor.accept(tcp));
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let tls = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(%peer, listen = %listener.addr, "TLS handshake failed: {e}");
-            return;
+            return client_error(
+                ClientError::TlsHandshake,
+                &format_args!("TLS handshake failed: {e}"),
+            );
         }
         Err(_) => {
-            tracing::info!(%peer, listen = %listener.addr, "TLS handshake timed out");
-            return;
+            return client_error(ClientError::HandshakeTimeout, &"TLS handshake timed out");
         }
     };
     drop(acceptor);
@@ -354,7 +470,11 @@ async fn serve(
         identity,
         peer,
         worker.shared.clone(),
-        worker.idle_timeout,
+        crate::connection::Timeouts {
+            idle: worker.idle_timeout,
+            first_request: deadline,
+            limits,
+        },
         shutdown,
     )
     .await;

@@ -20,6 +20,72 @@ use crate::compile::Compiled;
 /// Label value for a request refused before a server or route was chosen.
 pub const NO_LABEL: &str = "-";
 
+/// What a client got wrong. Logged at `debug` only: a client can cause these at will, so
+/// at a higher level they would be a way to flood the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// Plain HTTP sent to the TLS port (answered with nginx's 400 page).
+    PlainHttp,
+    /// Neither TLS nor HTTP on the TLS port.
+    NotTls,
+    /// The TLS handshake failed (bad records, no shared protocol or cipher, alerts, resets).
+    TlsHandshake,
+    /// The handshake did not finish within `client_header_timeout`.
+    HandshakeTimeout,
+    /// A request header did not arrive within `client_header_timeout`.
+    HeaderTimeout,
+    /// A request body stalled for `client_body_timeout`.
+    BodyTimeout,
+    /// A request line or header line longer than a header buffer, a header larger than all
+    /// of them, or more than `max_headers` header lines.
+    HeaderTooLarge,
+    /// A malformed or ambiguous request (framing, transfer coding, HTTP/1.1 syntax).
+    BadRequest,
+    /// An HTTP/2 protocol error by the client (the connection ends with GOAWAY).
+    Http2Protocol,
+}
+
+impl ClientError {
+    pub const ALL: [ClientError; 9] = [
+        ClientError::PlainHttp,
+        ClientError::NotTls,
+        ClientError::TlsHandshake,
+        ClientError::HandshakeTimeout,
+        ClientError::HeaderTimeout,
+        ClientError::BodyTimeout,
+        ClientError::HeaderTooLarge,
+        ClientError::BadRequest,
+        ClientError::Http2Protocol,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientError::PlainHttp => "plain_http",
+            ClientError::NotTls => "not_tls",
+            ClientError::TlsHandshake => "tls_handshake",
+            ClientError::HandshakeTimeout => "handshake_timeout",
+            ClientError::HeaderTimeout => "header_timeout",
+            ClientError::BodyTimeout => "body_timeout",
+            ClientError::HeaderTooLarge => "header_too_large",
+            ClientError::BadRequest => "bad_request",
+            ClientError::Http2Protocol => "http2_protocol",
+        }
+    }
+}
+
+/// The `certgate_client_errors_total` series, resolved once.
+pub struct ClientErrors {
+    counters: [IntCounter; ClientError::ALL.len()],
+}
+
+impl ClientErrors {
+    pub fn count(&self, kind: ClientError) {
+        if let Some(counter) = self.counters.get(kind as usize) {
+            counter.inc();
+        }
+    }
+}
+
 /// Every metric certgate exports, registered once in its own registry.
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +100,8 @@ pub struct Metrics {
     pub connections_active: IntGaugeVec,
     pub requests_in_flight: IntGauge,
     pub access_log_dropped: IntCounter,
+    /// `certgate_client_errors_total{kind}`, one resolved counter per kind.
+    pub client_errors: ClientErrors,
     process_resident: IntGauge,
     process_fds: IntGauge,
     process_cpu: Gauge,
@@ -164,6 +232,15 @@ impl Metrics {
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
+        let client_errors = counter(
+            &registry,
+            "certgate_client_errors_total",
+            "Connections and requests that failed on the client's side (plain HTTP on the TLS port, bad TLS, timeouts, malformed or oversized requests), by kind.",
+            &["kind"],
+        );
+        let client_errors = ClientErrors {
+            counters: ClientError::ALL.map(|kind| client_errors.with_label_values(&[kind.label()])),
+        };
         Arc::new(Metrics {
             registry,
             requests,
@@ -177,6 +254,7 @@ impl Metrics {
             connections_active,
             requests_in_flight,
             access_log_dropped,
+            client_errors,
             process_resident,
             process_fds,
             process_cpu,

@@ -33,6 +33,8 @@ pub struct Connection {
     /// The client's address as `X-Real-IP` sends it, made once per connection.
     pub remote_ip: HeaderValue,
     pub activity: Arc<Activity>,
+    /// The client limits in force when the connection was accepted.
+    pub limits: certgate_config::ClientLimits,
 }
 
 /// Serves one request; never fails (every failure is an answer).
@@ -64,9 +66,20 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     })));
 
     if let Some(violation) = conn.activity.violation() {
-        tracing::info!(remote = %conn.remote, "refused a request: {violation:?}");
+        let (kind, page) = responses::framing_violation(violation);
+        conn.shared.metrics.client_errors.count(kind);
+        tracing::debug!(remote = %conn.remote, kind = kind.label(), "refused a request: {violation:?}");
         conn.activity.linger();
-        return respond(pending, close(responses::error_page(400, false)));
+        return respond(pending, close(page));
+    }
+    if conn.version == Version::HTTP_2 && head.headers.len() > conn.limits.max_headers {
+        // HTTP/1.1's count is hyper's (`max_headers`); HTTP/2 gets the same limit here.
+        conn.shared
+            .metrics
+            .client_errors
+            .count(crate::metrics::ClientError::HeaderTooLarge);
+        drain(body, conn.version);
+        return respond(pending, responses::error_page(431, is_grpc));
     }
 
     // Decide.
@@ -123,7 +136,8 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     let client_version = head.version;
     head.uri = origin_form(&head.uri);
     head.version = Version::HTTP_11;
-    let (body, progress) = RequestBody::new(body, route.max_body_size);
+    let (body, progress) =
+        RequestBody::new(body, route.max_body_size, conn.limits.client_body_timeout);
     let outbound = Request::from_parts(head, body);
 
     // Forward.
@@ -156,6 +170,15 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     }
     let exchanged = upstream::send(&target, outbound).await;
     let too_large = progress.as_ref().is_some_and(|p| p.exceeded());
+    if progress.as_ref().is_some_and(|p| p.timed_out()) {
+        // The client stopped sending its body: the upstream request was aborted.
+        conn.shared
+            .metrics
+            .client_errors
+            .count(crate::metrics::ClientError::BodyTimeout);
+        tracing::debug!(remote = %conn.remote, "request body stalled for client_body_timeout; answered 408");
+        return respond(pending, close(responses::error_page(408, is_grpc)));
+    }
 
     // Respond.
     let mut response = match exchanged {

@@ -83,6 +83,8 @@ fn grpc_for_code(code: u16) -> (u16, &'static str) {
         504 => (4, "upstream timed out"),
         502 | 503 => (14, "upstream unavailable"),
         413 => (8, "request too large"),
+        431 => (8, "request header too large"),
+        408 => (4, "request body timed out"),
         400 => (3, "bad request"),
         _ => (13, "internal error"),
     }
@@ -120,6 +122,25 @@ pub fn reject(rejection: Rejection, is_grpc: bool) -> Response<ResponseBody> {
         grpc(status, message)
     } else {
         html(rejection.status(), rejection.nginx_title())
+    }
+}
+
+/// The answer to a request head the HTTP/1.1 framing guard refused, and how to count it.
+pub fn framing_violation(
+    violation: crate::h1_guard::Violation,
+) -> (crate::metrics::ClientError, Response<ResponseBody>) {
+    use crate::h1_guard::Violation;
+    use crate::metrics::ClientError;
+    match violation {
+        Violation::ContentLengthWithTransferEncoding
+        | Violation::DuplicateContentLength
+        | Violation::DuplicateTransferEncoding => (ClientError::BadRequest, html(400, None)),
+        Violation::UnsupportedTransferEncoding => (ClientError::BadRequest, html(501, None)),
+        Violation::RequestLineTooLong => (ClientError::HeaderTooLarge, html(414, None)),
+        Violation::HeaderLineTooLong => (
+            ClientError::HeaderTooLarge,
+            html(400, Some("Request Header Or Cookie Too Large")),
+        ),
     }
 }
 
