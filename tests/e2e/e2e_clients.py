@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from flask import Flask, Response, abort, request, send_file
+from flask import Flask, Response, abort, jsonify, request, send_file
 from werkzeug.serving import make_server
 
 import e2e_servers as S
@@ -122,6 +122,7 @@ class BrowserResult:
     report: dict | None  # what the page put in window.certgateReport
     error: str | None  # navigation or wait error (e.g. net::ERR_CERT_AUTHORITY_INVALID)
     screenshot: Path | None
+    steps: int  # how many of `steps` were done
     console: list[str] = field(default_factory=list)
     responses: list[dict] = field(default_factory=list)  # [{url, status, range}] the browser saw
 
@@ -134,13 +135,15 @@ def browse(
     auto_select: list[tuple[str, str]] = (),
     wait_for_report: bool = False,
     screenshot: str | None = None,
+    steps: list[dict] = (),
     timeout: float = 25,
     viewport: tuple[int, int] = (800, 600),
 ) -> BrowserResult:
     """Load `url` in a fresh headless Chromium whose certificates are those of `home`'s NSS
     database. `auto_select`: [(origin pattern, issuer CN)], the AutoSelectCertificateForUrls
     rules, written to the new profile. With `wait_for_report`, waits until the page sets
-    window.certgateReport. `screenshot`: a file name inside `workdir`."""
+    window.certgateReport. `steps`: [{"click": text} | {"waitForText": text}], done in order
+    after that. `screenshot`: a file name inside `workdir`."""
     require_chromium()
     workdir.mkdir(parents=True, exist_ok=True)
     udd = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir))
@@ -150,6 +153,7 @@ def browse(
         "userDataDir": str(udd),
         "autoSelect": [{"pattern": p, "issuerCN": cn} for p, cn in auto_select],
         "waitForReport": wait_for_report,
+        "steps": list(steps),
         "screenshot": str(workdir / screenshot) if screenshot else None,
         "timeoutMs": int(timeout * 1000),
         "viewport": {"width": viewport[0], "height": viewport[1]},
@@ -166,30 +170,42 @@ def browse(
     return BrowserResult(
         status=out["status"], url=out["url"], title=out["title"], text=out["text"],
         report=out["report"], error=out["error"],
-        screenshot=Path(out["screenshot"]) if out["screenshot"] else None,
+        screenshot=Path(out["screenshot"]) if out["screenshot"] else None, steps=out["steps"],
         console=out["console"], responses=out["responses"],
     )
 
 
 class ManagedPolicy:
     """AutoSelectCertificateForUrls as an administrator sets it: a JSON file in Chromium's
-    managed-policy directory (root-owned). One file per use, removed by `remove()`; the
-    pattern names one origin, so other Chromium runs on the machine are not affected."""
+    managed-policy directory (root-owned; written with `sudo -n` when not root). One file
+    per use, removed by `remove()`; the pattern names one origin, so other Chromium runs on
+    the machine are not affected."""
 
     DIR = Path(os.environ.get("CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
 
     def __init__(self, pattern: str, issuer_cn: str):
         rule = {"pattern": pattern, "filter": {"ISSUER": {"CN": issuer_cn}}}
-        policy = {"AutoSelectCertificateForUrls": [json.dumps(rule)]}
+        text = json.dumps({"AutoSelectCertificateForUrls": [json.dumps(rule)]})
         self.path = self.DIR / f"certgate-e2e-{os.getpid()}-{time.monotonic_ns()}.json"
+        self.sudo: list[str] = []
         try:
             self.DIR.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(policy))
+            self.path.write_text(text)
+            return
         except PermissionError:
-            require(False, f"cannot write {self.DIR} (root only)")
+            pass
+        can_sudo = shutil.which("sudo") is not None and subprocess.run(
+            ["sudo", "-n", "true"], capture_output=True).returncode == 0
+        require(can_sudo, f"cannot write {self.DIR} (root, or sudo without a password)")
+        self.sudo = ["sudo", "-n"]
+        _run([*self.sudo, "mkdir", "-p", str(self.DIR)])
+        _run([*self.sudo, "tee", str(self.path)], input=text)
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.sudo:
+            _run([*self.sudo, "rm", "-f", str(self.path)])
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------
@@ -214,7 +230,7 @@ def make_clip(out: Path, seconds: int = 12) -> Clip:
             "ffmpeg/ffprobe not found (Debian: ffmpeg)")
     _run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
           "-i", f"testsrc=size=320x240:rate=25:duration={seconds}",
-          "-vf", "noise=alls=12:allf=t", "-c:v", "libvpx", "-deadline", "realtime",
+          "-vf", "noise=alls=12:allf=t:all_seed=17", "-c:v", "libvpx", "-deadline", "realtime",
           "-cpu-used", "8", "-b:v", "500k", "-g", "25", "-keyint_min", "25", "-an", "-y", str(out)],
          timeout=120)
     probe = _run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
@@ -245,9 +261,29 @@ PAGE = """<!doctype html>
 const SEEK = {seek}, RANGE = {range};
 const report = {{ verify: {verify_js}, subject: {subject_js}, src: {src_js}, seekTo: SEEK }};
 const v = document.getElementById('v'), log = document.getElementById('log');
-function done(extra) {{
+function show() {{
+  const lines = [];
+  if (report.videoError || report.playError) lines.push(`video error: ${{report.videoError || report.playError}}`);
+  if (report.playedTo !== undefined)
+    lines.push(`<video>: ${{report.duration}} s, seeked to ${{report.seekedAt}} s, played on to ${{report.playedTo.toFixed(2)}} s`);
+  if (report.fetch) {{
+    const f = report.fetch;
+    lines.push(`fetch(Range: bytes=${{RANGE[0]}}-${{RANGE[1]}}): ${{f.status}}, Content-Range: ${{f.contentRange}}, ${{f.length}} bytes`);
+  }}
+  if (report.backendSaw) {{
+    lines.push('', `the backend saw, for ${{report.src}}:`);
+    for (const q of report.backendSaw)
+      lines.push(`  Range: ${{(q.range || '-').padEnd(22)}} -> ${{q.status}} Content-Range: ${{q.content_range}}`);
+  }}
+  log.textContent = lines.join('\\n');
+}}
+async function done(extra) {{
   Object.assign(report, extra);
-  log.textContent = JSON.stringify(report, null, 1);
+  try {{
+    const r = await fetch('/media-log');
+    if (r.ok) report.backendSaw = await r.json();
+  }} catch (e) {{ /* a page without the gateway's backend behind it */ }}
+  show();
   window.certgateReport = report;
 }}
 async function rangeFetch() {{
@@ -291,7 +327,9 @@ class MediaBackend:
     - GET /page?src=...&seek=...&range=A-B: the page above. It shows the identity headers the
       gateway sent, loads `src` (default /media/clip.webm) in a <video>, seeks to `seek`
       seconds once the metadata is in, plays half a second from there, then fetch()es
-      bytes A-B of `src` with a Range header; the result lands in window.certgateReport.
+      bytes A-B of `src` with a Range header, and shows what /media-log says; the result
+      lands in window.certgateReport.
+    - GET /media-log: the media requests recorded so far (Range, status, Content-Range).
     - GET /media/<name>: the file, with werkzeug's Range handling (206, Content-Range,
       416), sent at about 320 KB/s so that the browser has not read the whole file when it
       seeks and must ask for the range it needs. Every request is recorded: Range header,
@@ -323,6 +361,11 @@ class MediaBackend:
                 verify_js=_js(verify), subject_js=_js(subject), src_js=_js(src),
             )
             return Response(body, mimetype="text/html")
+
+        @app.route("/media-log")
+        def media_log():
+            keep = ("range", "status", "content_range")
+            return jsonify([{k: q[k] for k in keep} for q in self.requests()])
 
         @app.route("/media/<name>")
         def media(name):

@@ -93,13 +93,23 @@ def test_p12_from_certgate_imports_into_nss(homes, user):
     assert "CN=alice" not in C.nss_list(homes["without"])
 
 
+def test_chromium_lists_the_imported_certificate(homes, work):
+    """What a user sees after importing: Settings > Privacy and security > Security >
+    Manage certificates > Your certificates > View imported certificates from Linux."""
+    r = C.browse("chrome://certificate-manager/clientcerts/platformclientcerts",
+                 home=homes["with"], workdir=work, steps=[{"waitForText": "alice"}],
+                 screenshot="certificate-manager.png", viewport=(900, 300))
+    assert r.error is None and r.steps == 1, r
+    keep_screenshot(r, "browser-certificate-manager.png")
+
+
 def test_page_shows_subject_and_video_seeks_with_206(gw, media, clip, homes, user, work):
     subject = user.obj.subject.rfc4514_string()  # ASCII only: same as nginx's $ssl_client_s_dn
     before = len(media.requests())
     r = C.browse(
         f"{gw.url}/page?seek={SEEK}&range={FETCH_RANGE[0]}-{FETCH_RANGE[1]}",
         home=homes["with"], workdir=work, auto_select=auto_select(gw), wait_for_report=True,
-        screenshot="with-certificate.png", viewport=(760, 620),
+        screenshot="with-certificate.png", viewport=(760, 500),
     )
     assert r.error is None, r
     assert r.status == 200, r
@@ -154,7 +164,7 @@ def test_without_certificate_the_browser_gets_the_400_page(gw, media, homes, wor
     before = len(media.page_requests)
     r = C.browse(f"{gw.url}/page", home=homes["without"], workdir=work,
                  auto_select=auto_select(gw), screenshot="without-certificate.png",
-                 viewport=(760, 300))
+                 viewport=(760, 160))
     assert r.error is None, r
     assert r.status == 400, r
     assert r.title == "400 No required SSL certificate was sent", r

@@ -12,6 +12,8 @@
 //                             content setting, the per-profile form of AutoSelectCertificateForUrls
 //                             (the managed policy file is the test's business, not this script's)
 //   waitForReport,            wait until the page sets window.certgateReport
+//   steps: [{click: TEXT} | {waitForText: TEXT}],   then, in order (text found through shadow
+//                             DOMs too, e.g. in chrome:// pages); out.steps counts those done
 //   screenshot,               PNG path, or null
 //   timeoutMs, viewport: {width, height}
 // }
@@ -53,7 +55,7 @@ const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const timeout = job.timeoutMs ?? 20000;
 const out = {
   status: null, url: null, title: null, text: null, report: null,
-  console: [], responses: [], error: null, screenshot: null,
+  console: [], responses: [], error: null, screenshot: null, steps: 0,
 };
 
 writeAutoSelect(job.userDataDir, job.autoSelect);
@@ -79,6 +81,14 @@ try {
     if (job.waitForReport) {
       await page.waitForFunction(() => window.certgateReport !== undefined, null, { timeout });
       out.report = await page.evaluate(() => window.certgateReport);
+    }
+    for (const step of job.steps ?? []) {
+      if (step.click !== undefined) {
+        await page.getByText(step.click, { exact: false }).first().click({ timeout });
+      } else if (step.waitForText !== undefined) {
+        await page.getByText(step.waitForText, { exact: false }).first().waitFor({ timeout });
+      }
+      out.steps += 1;
     }
   } catch (err) {
     out.error = String(err.message ?? err).split('\n')[0];
