@@ -307,6 +307,7 @@ v.addEventListener('seeked', () => {{
     v.removeEventListener('timeupdate', onTime);
     v.pause();
     report.playedTo = v.currentTime;
+    if (RANGE === null) {{ done({{}}); return; }}
     try {{ done({{ fetch: await rangeFetch() }}); }} catch (e) {{ done({{ fetchError: String(e) }}); }}
   }};
   v.addEventListener('timeupdate', onTime);
@@ -325,10 +326,13 @@ class MediaBackend:
     """Flask app behind certgate:
 
     - GET /page?src=...&seek=...&range=A-B: the page above. It shows the identity headers the
-      gateway sent, loads `src` (default /media/clip.webm) in a <video>, seeks to `seek`
-      seconds once the metadata is in, plays half a second from there, then fetch()es
-      bytes A-B of `src` with a Range header, and shows what /media-log says; the result
-      lands in window.certgateReport.
+      gateway sent, loads `src` (default /media/clip.webm; any URL, e.g. one on another
+      origin) in a <video>, seeks to `seek` seconds once the metadata is in, plays half a
+      second from there, then fetch()es bytes A-B of `src` with a Range header (`range=none`:
+      no fetch, for a cross-origin `src` without CORS), and shows what /media-log says; the
+      result lands in window.certgateReport. The page can also be loaded from the backend
+      directly (http://127.0.0.1:<port>/page), e.g. to play a URL minted by the gateway in a
+      page that has no certificate.
     - GET /media-log: the media requests recorded so far (Range, status, Content-Range).
     - GET /media/<name>: the file, with werkzeug's Range handling (206, Content-Range,
       416), sent at about 320 KB/s so that the browser has not read the whole file when it
@@ -352,12 +356,14 @@ class MediaBackend:
             subject = request.headers.get("X-SSL-Client-S-DN")
             src = request.args.get("src", "/media/clip.webm")
             seek = float(request.args.get("seek", "8.5"))
-            a, _, b = request.args.get("range", "1000-1999").partition("-")
+            rng = request.args.get("range", "1000-1999")
+            a, _, b = rng.partition("-")
             with self._lock:
                 self.page_requests.append({"verify": verify, "subject": subject})
             body = PAGE.format(
                 verify=html.escape(verify or "(none)"), subject=html.escape(subject or "(none)"),
-                src=html.escape(src), seek=seek, range=_js([int(a), int(b)]),
+                src=html.escape(src), seek=seek,
+                range=_js([int(a), int(b)] if rng not in ("", "none") else None),
                 verify_js=_js(verify), subject_js=_js(subject), src_js=_js(src),
             )
             return Response(body, mimetype="text/html")

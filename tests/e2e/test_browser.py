@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_page_shows_subject_and_video_seeks_with_206(gw, media, clip, homes, use
     r = C.browse(
         f"{gw.url}/page?seek={SEEK}&range={FETCH_RANGE[0]}-{FETCH_RANGE[1]}",
         home=homes["with"], workdir=work, auto_select=auto_select(gw), wait_for_report=True,
-        screenshot="with-certificate.png", viewport=(760, 500),
+        screenshot="with-certificate.png", viewport=(760, 530),
     )
     assert r.error is None, r
     assert r.status == 200, r
@@ -186,3 +187,29 @@ def test_managed_policy_selects_the_certificate(gw, media, homes, user, work):
     assert r.status == 200, r
     assert r.report["subject"] == user.obj.subject.rfc4514_string(), r.report
     assert r.report["verify"] == "SUCCESS", r.report
+
+
+def test_video_on_another_origins_page_needs_the_certificate(gw, media, homes, user, work):
+    """The page comes from elsewhere (here the backend itself, plain HTTP) and its <video>
+    points at certgate: with the certificate in the browser the video plays and seeks;
+    without it the media request gets the 400 and the video fails. (The baseline a signed
+    URL changes: same page, no certificate, a URL minted over mTLS.)"""
+    page = (f"http://127.0.0.1:{media.port}/page?seek=3.5&range=none"
+            f"&src={gw.url}/media/clip.webm")
+    before = len(media.requests())
+    ok = C.browse(page, home=homes["with"], workdir=work, auto_select=auto_select(gw),
+                  wait_for_report=True)
+    assert ok.error is None, ok
+    assert "videoError" not in ok.report and ok.report["playedTo"] >= 4.0, ok.report
+    seen = media.requests()[before:]
+    assert seen and all(q["subject"] == user.obj.subject.rfc4514_string() for q in seen), seen
+    assert any(q["status"] == 206 and C.parse_range(q["range"])[0] > 0 for q in seen), seen
+
+    before = len(media.requests())
+    no = C.browse(page, home=homes["without"], workdir=work, auto_select=auto_select(gw),
+                  wait_for_report=True)
+    assert no.error is None, no
+    assert "videoError" in no.report and "playedTo" not in no.report, no.report
+    assert media.requests()[before:] == [], "a media request without certificate was forwarded"
+    # certgate's access log: the media request, answered 400, no identity.
+    assert re.search(r'"GET /media/clip\.webm HTTP/[0-9.]+" 400 .* "-" NONE ', gw.log()), gw.log()
