@@ -181,7 +181,7 @@ class ManagedPolicy:
     per use, removed by `remove()`; the pattern names one origin, so other Chromium runs on
     the machine are not affected."""
 
-    DIR = Path(os.environ.get("CHROMIUM_POLICY_DIR", "/etc/chromium/policies/managed"))
+    DIR = Path("/etc/chromium/policies/managed")  # compiled into Debian's Chromium
 
     def __init__(self, pattern: str, issuer_cn: str):
         rule = {"pattern": pattern, "filter": {"ISSUER": {"CN": issuer_cn}}}
