@@ -1,0 +1,3 @@
+module certgate.test/e2eclients
+
+go 1.19
