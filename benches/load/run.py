@@ -101,8 +101,9 @@ http {{
     return conf
 
 
-def certgate_conf(work: Path, pki: Path, resumption: bool) -> list:
-    conf = work / "certgate.yaml"
+def certgate_conf(work: Path, pki: Path, resumption: bool, binary: Path = CERTGATE,
+                  name: str = "certgate") -> list:
+    conf = work / f"{name}.yaml"
     # Not `preset: nginx`: it also sends the whole client certificate (X-SSL-Client-Cert),
     # which the peers here do not.
     identity = "\n".join(f'        {h}: "{v}"' for h, v, _ in HEADERS)
@@ -133,7 +134,7 @@ upstreams:
     servers: ["127.0.0.1:{UPSTREAM_PORT}"]
     keepalive: 128
 """)
-    return [CERTGATE, "-c", conf, "run", "--pid-file", work / "certgate.pid"]
+    return [binary, "-c", conf, "run", "--pid-file", work / f"{name}.pid"]
 
 
 def nginx_conf(work: Path, pki: Path, resumption: bool) -> list:
@@ -421,8 +422,23 @@ def main():
                         help="idle TLS connections to hold (0 = skip); reported per 10,000")
     parser.add_argument("--systems", default="certgate,nginx,haproxy")
     parser.add_argument("--out", default=str(ROOT / "benches" / "RESULTS.md"))
+    parser.add_argument("--baseline", type=Path,
+                        help="another certgate binary (e.g. the previous commit's release build), "
+                             "run as system certgate-baseline for a before/after in the same run")
+    parser.add_argument("--only", default="",
+                        help="run only the scenarios whose names contain one of these comma-separated words")
     args = parser.parse_args()
     systems = args.systems.split(",")
+    if args.baseline:
+        baseline = args.baseline.resolve()
+        SYSTEMS["certgate-baseline"] = lambda work, pki, resumption: certgate_conf(
+            work, pki, resumption, baseline, "certgate-baseline")
+        systems.insert(1, "certgate-baseline")
+    if args.only:
+        words = args.only.split(",")
+        for scenario in list(SCENARIOS):
+            if not any(w in scenario for w in words):
+                del SCENARIOS[scenario]
     # Idle connections need descriptors: raise the soft limit to the hard one.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
