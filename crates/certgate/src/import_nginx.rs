@@ -70,7 +70,10 @@ fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(out) => {
             if same_file(out, &args.file) {
-                anyhow::bail!("{} is the nginx file itself; nothing written", out.display());
+                anyhow::bail!(
+                    "{} is the nginx file itself; nothing written",
+                    out.display()
+                );
             }
             std::fs::write(out, &conversion.yaml)
                 .with_context(|| format!("cannot write {}", out.display()))?;

@@ -38,7 +38,11 @@ pub struct Unsupported {
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file, self.line, self.directive, self.why)
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.directive, self.why
+        )
     }
 }
 
@@ -68,7 +72,10 @@ pub struct NothingToConvert {
 }
 
 /// Converts a loaded configuration (includes already expanded, see [`crate::load`]).
-pub fn convert(directives: &[Directive], options: &Options) -> Result<Conversion, NothingToConvert> {
+pub fn convert(
+    directives: &[Directive],
+    options: &Options,
+) -> Result<Conversion, NothingToConvert> {
     let mut cx = Converter {
         options,
         unsupported: BTreeSet::new(),
@@ -162,32 +169,96 @@ const MAPPED: &[&str] = &[
 /// No effect under certgate, or certgate already behaves so: dropped without a listing.
 const IGNORED: &[&str] = &[
     // process and event loop
-    "user", "worker_processes", "worker_rlimit_nofile", "worker_cpu_affinity", "pid",
-    "events", "daemon", "master_process", "env", "load_module", "pcre_jit", "thread_pool",
-    "timer_resolution", "worker_shutdown_timeout", "worker_connections", "multi_accept",
-    "use", "accept_mutex", "error_log",
+    "user",
+    "worker_processes",
+    "worker_rlimit_nofile",
+    "worker_cpu_affinity",
+    "pid",
+    "events",
+    "daemon",
+    "master_process",
+    "env",
+    "load_module",
+    "pcre_jit",
+    "thread_pool",
+    "timer_resolution",
+    "worker_shutdown_timeout",
+    "worker_connections",
+    "multi_accept",
+    "use",
+    "accept_mutex",
+    "error_log",
     // logging: certgate writes its own access log (log.access)
-    "access_log", "log_format", "log_not_found",
+    "access_log",
+    "log_format",
+    "log_not_found",
     // buffers, temp files and tuning certgate does not need: bodies always stream
-    "sendfile", "tcp_nopush", "tcp_nodelay", "server_tokens", "types", "default_type",
-    "types_hash_max_size", "types_hash_bucket_size", "server_names_hash_bucket_size",
-    "server_names_hash_max_size", "variables_hash_max_size", "variables_hash_bucket_size",
-    "proxy_headers_hash_max_size", "proxy_headers_hash_bucket_size", "proxy_http_version",
-    "proxy_buffering", "proxy_request_buffering", "proxy_buffer_size", "proxy_buffers",
-    "proxy_busy_buffers_size", "proxy_max_temp_file_size", "proxy_temp_file_write_size",
-    "proxy_temp_path", "client_body_temp_path", "fastcgi_temp_path", "uwsgi_temp_path",
-    "scgi_temp_path", "client_body_buffer_size", "client_header_buffer_size",
-    "large_client_header_buffers", "grpc_buffer_size", "http2_body_preread_size",
-    "http2_chunk_size", "http2_recv_buffer_size", "http2_max_concurrent_streams",
-    "keepalive_requests", "reset_timedout_connection", "client_body_timeout",
-    "client_header_timeout", "send_timeout", "ssl_session_timeout", "ssl_buffer_size",
-    "ssl_prefer_server_ciphers", "proxy_ssl_session_reuse", "grpc_ssl_session_reuse",
-    "ssl_ecdh_curve", "charset", "source_charset", "output_buffers", "aio", "directio",
-    "open_file_cache", "open_file_cache_valid", "open_file_cache_min_uses",
-    "open_file_cache_errors", "resolver_timeout", "server_name_in_redirect",
-    "port_in_redirect", "absolute_redirect", "msie_padding", "lingering_close",
-    "lingering_time", "lingering_timeout", "ignore_invalid_headers",
-    "underscores_in_headers", "merge_slashes",
+    "sendfile",
+    "tcp_nopush",
+    "tcp_nodelay",
+    "server_tokens",
+    "types",
+    "default_type",
+    "types_hash_max_size",
+    "types_hash_bucket_size",
+    "server_names_hash_bucket_size",
+    "server_names_hash_max_size",
+    "variables_hash_max_size",
+    "variables_hash_bucket_size",
+    "proxy_headers_hash_max_size",
+    "proxy_headers_hash_bucket_size",
+    "proxy_http_version",
+    "proxy_buffering",
+    "proxy_request_buffering",
+    "proxy_buffer_size",
+    "proxy_buffers",
+    "proxy_busy_buffers_size",
+    "proxy_max_temp_file_size",
+    "proxy_temp_file_write_size",
+    "proxy_temp_path",
+    "client_body_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
+    "client_body_buffer_size",
+    "client_header_buffer_size",
+    "large_client_header_buffers",
+    "grpc_buffer_size",
+    "http2_body_preread_size",
+    "http2_chunk_size",
+    "http2_recv_buffer_size",
+    "http2_max_concurrent_streams",
+    "keepalive_requests",
+    "reset_timedout_connection",
+    "client_body_timeout",
+    "client_header_timeout",
+    "send_timeout",
+    "ssl_session_timeout",
+    "ssl_buffer_size",
+    "ssl_prefer_server_ciphers",
+    "proxy_ssl_session_reuse",
+    "grpc_ssl_session_reuse",
+    "ssl_ecdh_curve",
+    "charset",
+    "source_charset",
+    "output_buffers",
+    "aio",
+    "directio",
+    "open_file_cache",
+    "open_file_cache_valid",
+    "open_file_cache_min_uses",
+    "open_file_cache_errors",
+    "resolver_timeout",
+    "server_name_in_redirect",
+    "port_in_redirect",
+    "absolute_redirect",
+    "msie_padding",
+    "lingering_close",
+    "lingering_time",
+    "lingering_timeout",
+    "ignore_invalid_headers",
+    "underscores_in_headers",
+    "merge_slashes",
 ];
 
 fn why(name: &str) -> &'static str {
@@ -462,7 +533,9 @@ impl<'a> Converter<'a> {
     /// itself when it is a snippet (`server { … }` at the top, as in sites-enabled/).
     fn http_levels(&mut self, top: &'a [Directive]) -> Vec<&'a [Directive]> {
         let mut levels = Vec::new();
-        let snippet = top.iter().any(|d| d.name == "server" || d.name == "upstream");
+        let snippet = top
+            .iter()
+            .any(|d| d.name == "server" || d.name == "upstream");
         for d in top {
             match (d.name.as_str(), &d.block) {
                 ("http", Some(body)) => levels.push(body.as_slice()),
@@ -509,7 +582,10 @@ impl<'a> Converter<'a> {
     /// configuration directory onto the output file's directory.
     fn path(&mut self, d: &Directive, text: &str) -> Option<String> {
         if text.contains('$') || text.starts_with("data:") || text.starts_with("engine:") {
-            self.list(d, "file names with variables, data: or engine: are not supported");
+            self.list(
+                d,
+                "file names with variables, data: or engine: are not supported",
+            );
             return None;
         }
         let given = Path::new(text);
@@ -551,21 +627,37 @@ impl<'a> Converter<'a> {
                 self.list(l, "plain HTTP listener: certgate only terminates TLS");
                 continue;
             }
+            let mut skip = false;
             for p in params {
                 match p.as_str() {
                     "ssl" | "default_server" | "default" | "reuseport" | "deferred" | "bind" => {}
                     "http2" => h2 = true,
-                    "proxy_protocol" => self.list(l, "the PROXY protocol is not supported"),
-                    "quic" | "http3" => self.list(l, "HTTP/3 (QUIC) is not supported"),
-                    p if p.starts_with("backlog=") || p.starts_with("rcvbuf=")
-                        || p.starts_with("sndbuf=") || p.starts_with("ipv6only=")
-                        || p.starts_with("so_keepalive=") || p.starts_with("fastopen=") => {}
+                    "proxy_protocol" => {
+                        self.list(l, "the PROXY protocol is not supported: listener left out");
+                        skip = true;
+                    }
+                    "quic" | "http3" => {
+                        self.list(l, "HTTP/3 (QUIC) is not supported: listener left out");
+                        skip = true;
+                    }
+                    p if p.starts_with("backlog=")
+                        || p.starts_with("rcvbuf=")
+                        || p.starts_with("sndbuf=")
+                        || p.starts_with("ipv6only=")
+                        || p.starts_with("so_keepalive=")
+                        || p.starts_with("fastopen=") => {}
                     other => self.list(l, format!("listen parameter {other} is not supported")),
                 }
             }
+            if skip {
+                continue;
+            }
             match listen_address(address) {
                 Ok((addr, note)) => {
-                    if params.iter().any(|p| p == "default_server" || p == "default") {
+                    if params
+                        .iter()
+                        .any(|p| p == "default_server" || p == "default")
+                    {
                         defaults.push(addr.clone());
                     }
                     let mut value = from(addr, l);
@@ -589,12 +681,18 @@ impl<'a> Converter<'a> {
         for extra in ["ssl_certificate", "ssl_certificate_key"] {
             for (i, c) in find_all(&chain, extra).into_iter().enumerate() {
                 if i > 0 {
-                    self.list(c, "only the first certificate and key are used (no RSA + ECDSA pairs)");
+                    self.list(
+                        c,
+                        "only the first certificate and key are used (no RSA + ECDSA pairs)",
+                    );
                 }
             }
         }
         let (Some(cert), Some(key)) = (cert, key) else {
-            self.list(d, "server block not converted: no ssl_certificate and ssl_certificate_key");
+            self.list(
+                d,
+                "server block not converted: no ssl_certificate and ssl_certificate_key",
+            );
             return None;
         };
 
@@ -614,7 +712,10 @@ impl<'a> Converter<'a> {
             if !dropped.is_empty() {
                 self.list(
                     p,
-                    format!("{} not offered: certgate speaks TLSv1.2 and TLSv1.3 only", dropped.join(", ")),
+                    format!(
+                        "{} not offered: certgate speaks TLSv1.2 and TLSv1.3 only",
+                        dropped.join(", ")
+                    ),
                 );
             }
             from(kept, p)
@@ -630,8 +731,11 @@ impl<'a> Converter<'a> {
         let tickets = find(&chain, "ssl_session_tickets");
         let cache = find(&chain, "ssl_session_cache");
         let session_resumption = match (tickets, cache) {
-            (Some(t), c) if flag(t) == Some(false)
-                && c.is_none_or(|c| matches!(c.args.first().map(String::as_str), Some("off" | "none"))) =>
+            (Some(t), c)
+                if flag(t) == Some(false)
+                    && c.is_none_or(|c| {
+                        matches!(c.args.first().map(String::as_str), Some("off" | "none"))
+                    }) =>
             {
                 Some(from(false, t))
             }
@@ -646,7 +750,9 @@ impl<'a> Converter<'a> {
         let verify_d = find(&chain, "ssl_verify_client");
         let verify = match verify_d {
             Some(v) => match v.args.first().map(String::as_str) {
-                Some(mode @ ("on" | "optional" | "optional_no_ca" | "off")) => from(mode.to_string(), v),
+                Some(mode @ ("on" | "optional" | "optional_no_ca" | "off")) => {
+                    from(mode.to_string(), v)
+                }
                 _ => {
                     self.list(v, "expects on, optional, optional_no_ca or off");
                     plain("off".to_string(), "nginx's default")
@@ -659,7 +765,9 @@ impl<'a> Converter<'a> {
         let mut verify_depth = plain(1u32, "nginx's default");
         if verifying {
             ca = find(&chain, "ssl_client_certificate").and_then(|c| self.first_arg_path(c));
-            if let Some(t) = find(&chain, "ssl_trusted_certificate").and_then(|c| self.first_arg_path(c)) {
+            if let Some(t) =
+                find(&chain, "ssl_trusted_certificate").and_then(|c| self.first_arg_path(c))
+            {
                 if ca.as_ref().map(|c| &c.value) != Some(&t.value) {
                     trusted_ca.push(t);
                 }
@@ -695,7 +803,10 @@ impl<'a> Converter<'a> {
         self.check_level(body, "server");
         let mut routes = self.locations(&chain, body);
         if routes.is_empty() {
-            self.list(d, "server block not converted: no location with proxy_pass or grpc_pass");
+            self.list(
+                d,
+                "server block not converted: no location with proxy_pass or grpc_pass",
+            );
             return None;
         }
 
@@ -732,9 +843,10 @@ impl<'a> Converter<'a> {
             if let Some(value) = k.args.first() {
                 match &self.keepalive_timeout {
                     None => self.keepalive_timeout = Some(from(value.clone(), k)),
-                    Some(first) if &first.value != value => {
-                        self.list(k, "certgate has one keepalive_timeout for all servers; the first one is used")
-                    }
+                    Some(first) if &first.value != value => self.list(
+                        k,
+                        "certgate has one keepalive_timeout for all servers; the first one is used",
+                    ),
                     Some(_) => {}
                 }
             }
@@ -797,7 +909,13 @@ impl<'a> Converter<'a> {
             };
             if kind == LocKind::Regex {
                 if let Err(e) = regex::Regex::new(&path) {
-                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
                     self.list(l, format!("regular expression not supported by certgate's engine (no look-around or back-references): {first}"));
                     continue;
                 }
@@ -820,8 +938,11 @@ impl<'a> Converter<'a> {
             .filter(|(k, _, _)| *k == LocKind::Regex)
             .map(|(_, _, r)| r.clone())
             .collect();
-        let extends_stop =
-            |p: &str| stops.iter().any(|s| p.len() > s.len() && p.starts_with(s.as_str()));
+        let extends_stop = |p: &str| {
+            stops
+                .iter()
+                .any(|s| p.len() > s.len() && p.starts_with(s.as_str()))
+        };
 
         let mut ordered: Vec<Route> = found
             .iter()
@@ -856,13 +977,22 @@ impl<'a> Converter<'a> {
         ordered
     }
 
-    fn location(&mut self, outer: &[&'a [Directive]], l: &'a Directive, kind: LocKind, path: &str) -> Option<Route> {
+    fn location(
+        &mut self,
+        outer: &[&'a [Directive]],
+        l: &'a Directive,
+        kind: LocKind,
+        path: &str,
+    ) -> Option<Route> {
         let body: &'a [Directive] = l.block.as_deref().unwrap_or(&[]);
         let mut chain: Vec<&'a [Directive]> = outer.to_vec();
         chain.push(body);
         self.check_level(body, "location");
         for nested in body.iter().filter(|x| x.name == "location") {
-            self.list(nested, "nested locations are not supported: move it to the server level");
+            self.list(
+                nested,
+                "nested locations are not supported: move it to the server level",
+            );
         }
         let proxy = body.iter().find(|x| x.name == "proxy_pass");
         let grpc = body.iter().find(|x| x.name == "grpc_pass");
@@ -874,7 +1004,10 @@ impl<'a> Converter<'a> {
                 return None;
             }
             (None, None) => {
-                self.list(l, "location not converted: no proxy_pass or grpc_pass (static files, return, …)");
+                self.list(
+                    l,
+                    "location not converted: no proxy_pass or grpc_pass (static files, return, …)",
+                );
                 return None;
             }
         };
@@ -890,7 +1023,8 @@ impl<'a> Converter<'a> {
             }
         };
         if let Some(uri) = &target.uri {
-            let same = matches!(kind, LocKind::Prefix | LocKind::PrefixStop | LocKind::Exact) && uri == path;
+            let same = matches!(kind, LocKind::Prefix | LocKind::PrefixStop | LocKind::Exact)
+                && uri == path;
             if !same {
                 self.list(
                     pass,
@@ -914,13 +1048,14 @@ impl<'a> Converter<'a> {
             }
         }
 
-        let max_body_size = find(&chain, "client_max_body_size").and_then(|m| match m.args.first() {
-            Some(v) if is_size(v) => Some(from(v.to_ascii_lowercase(), m)),
-            _ => {
-                self.list(m, "expects a size like 10m");
-                None
-            }
-        });
+        let max_body_size =
+            find(&chain, "client_max_body_size").and_then(|m| match m.args.first() {
+                Some(v) if is_size(v) => Some(from(v.to_ascii_lowercase(), m)),
+                _ => {
+                    self.list(m, "expects a size like 10m");
+                    None
+                }
+            });
         let mut timeouts = Vec::new();
         for (key, name) in [("connect", "connect"), ("read", "read"), ("send", "send")] {
             if let Some(t) = find(&chain, &format!("{timeout_prefix}_{name}_timeout")) {
@@ -959,13 +1094,27 @@ impl<'a> Converter<'a> {
         let lower = name.to_ascii_lowercase();
         let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
         match lower.as_str() {
-            "host" if matches!(compact.as_str(), "$host" | "$http_host" | "$host:$server_port") => return None,
+            "host"
+                if matches!(
+                    compact.as_str(),
+                    "$host" | "$http_host" | "$host:$server_port"
+                ) =>
+            {
+                return None
+            }
             "host" => {
                 self.list(h, "certgate passes the client's Host header unchanged");
                 return None;
             }
             "x-real-ip" if compact == "$remote_addr" => return None,
-            "x-forwarded-for" if matches!(compact.as_str(), "$proxy_add_x_forwarded_for" | "$remote_addr") => return None,
+            "x-forwarded-for"
+                if matches!(
+                    compact.as_str(),
+                    "$proxy_add_x_forwarded_for" | "$remote_addr"
+                ) =>
+            {
+                return None
+            }
             "x-forwarded-proto" if matches!(compact.as_str(), "$scheme" | "https") => return None,
             "connection" | "upgrade" | "proxy-connection" | "keep-alive" | "te" => return None,
             _ => {}
@@ -980,7 +1129,10 @@ impl<'a> Converter<'a> {
             }
             return None;
         }
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
             self.list(h, "not a valid header name");
             return None;
         }
@@ -1003,19 +1155,30 @@ impl<'a> Converter<'a> {
 
     /// The certgate upstream for a `proxy_pass`/`grpc_pass` target, reusing an
     /// identical one. Returns its name.
-    fn upstream_for(&mut self, pass: &'a Directive, target: &Target, chain: &[&'a [Directive]], is_grpc: bool) -> Option<String> {
+    fn upstream_for(
+        &mut self,
+        pass: &'a Directive,
+        target: &Target,
+        chain: &[&'a [Directive]],
+        is_grpc: bool,
+    ) -> Option<String> {
         let block = if target.explicit_port {
             None
         } else {
-            self.upstream_blocks
-                .iter()
-                .copied()
-                .find(|u| u.args.first().is_some_and(|n| n.eq_ignore_ascii_case(&target.host)))
+            self.upstream_blocks.iter().copied().find(|u| {
+                u.args
+                    .first()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&target.host))
+            })
         };
         let mut up = match block {
             Some(b) => self.upstream_block(b)?,
             None => Upstream {
-                name: sanitize(&format!("{}_{}", target.host.trim_matches(|c| c == '[' || c == ']'), target.port)),
+                name: sanitize(&format!(
+                    "{}_{}",
+                    target.host.trim_matches(|c| c == '[' || c == ']'),
+                    target.port
+                )),
                 at: pass.at(),
                 servers: vec![format!("{}:{}", target.host, target.port)],
                 protocol: "http",
@@ -1148,7 +1311,10 @@ impl<'a> Converter<'a> {
                 // nginx's default: the host of the proxy_pass URL, as certgate does.
                 Some(n) if n == "$proxy_host" => {}
                 Some(n) if !n.contains('$') => tls.sni = Some((n.clone(), at(d))),
-                _ => self.list(d, "names with variables are not supported; the upstream's host is used"),
+                _ => self.list(
+                    d,
+                    "names with variables are not supported; the upstream's host is used",
+                ),
             }
         }
         tls
@@ -1161,15 +1327,33 @@ impl<'a> Converter<'a> {
     fn emit(&self, servers: &[Server], unsupported: &[Unsupported]) -> String {
         let mut w = Writer::default();
         let source = &self.options.source;
-        w.comment(0, &format!("gateway.yaml written by `certgate import-nginx {source}`."));
+        w.comment(
+            0,
+            &format!("gateway.yaml written by `certgate import-nginx {source}`."),
+        );
         w.comment(0, &format!("nginx reads relative paths from its configuration directory (the directory of {source},"));
-        w.comment(0, "as with `nginx -c`); certgate reads them from the directory of this file, so relative");
-        w.comment(0, "paths below were rewritten to point at the same files from here.");
-        w.comment(0, "Check it with `certgate -c <this file> check` (that opens every file it names).");
+        w.comment(
+            0,
+            "as with `nginx -c`); certgate reads them from the directory of this file, so relative",
+        );
+        w.comment(
+            0,
+            "paths below were rewritten to point at the same files from here.",
+        );
+        w.comment(
+            0,
+            "Check it with `certgate -c <this file> check` (that opens every file it names).",
+        );
         if unsupported.is_empty() {
             w.comment(0, "Every directive was carried over.");
         } else {
-            w.comment(0, &format!("NOT carried over ({}, also printed on stderr):", unsupported.len()));
+            w.comment(
+                0,
+                &format!(
+                    "NOT carried over ({}, also printed on stderr):",
+                    unsupported.len()
+                ),
+            );
             for u in unsupported {
                 w.comment(0, &format!("  {u}"));
             }
@@ -1196,13 +1380,23 @@ impl<'a> Converter<'a> {
             }
             w.key(6, "alpn", &flow(&s.alpn.value), &comment_of(&s.alpn));
             if let Some(r) = &s.session_resumption {
-                w.key(6, "session_resumption", &r.value.to_string(), &comment_of(r));
+                w.key(
+                    6,
+                    "session_resumption",
+                    &r.value.to_string(),
+                    &comment_of(r),
+                );
             }
             if !s.ticket_keys.is_empty() {
                 w.list(6, "session_ticket_keys", &s.ticket_keys);
             }
             w.key(4, "client_auth", "", "");
-            w.key(6, "verify", &scalar(&s.verify.value), &comment_of(&s.verify));
+            w.key(
+                6,
+                "verify",
+                &scalar(&s.verify.value),
+                &comment_of(&s.verify),
+            );
             if let Some(ca) = &s.ca {
                 w.key(6, "ca", &scalar(&ca.value), &comment_of(ca));
             }
@@ -1213,13 +1407,28 @@ impl<'a> Converter<'a> {
                 w.list(6, "crl", &s.crl);
             }
             if s.verify.value != "off" {
-                w.key(6, "verify_depth", &s.verify_depth.value.to_string(), &comment_of(&s.verify_depth));
+                w.key(
+                    6,
+                    "verify_depth",
+                    &s.verify_depth.value.to_string(),
+                    &comment_of(&s.verify_depth),
+                );
             }
             w.key(4, "identity", "", "");
             if s.preset_nginx {
-                w.key(6, "preset", "nginx", "the eight X-SSL-Client-* headers of proxy_set_header");
+                w.key(
+                    6,
+                    "preset",
+                    "nginx",
+                    "the eight X-SSL-Client-* headers of proxy_set_header",
+                );
             } else {
-                w.key(6, "preset", "none", "only the headers nginx set (certgate's default is the nginx preset)");
+                w.key(
+                    6,
+                    "preset",
+                    "none",
+                    "only the headers nginx set (certgate's default is the nginx preset)",
+                );
             }
             if !s.identity.is_empty() {
                 w.key(6, "set", "", "headers every location sets");
@@ -1231,7 +1440,11 @@ impl<'a> Converter<'a> {
             for r in &s.routes {
                 w.comment(6, &r.comment);
                 w.item_key(6, "match", "", "");
-                for (key, value) in [("path", &r.path), ("path_prefix", &r.path_prefix), ("path_regex", &r.path_regex)] {
+                for (key, value) in [
+                    ("path", &r.path),
+                    ("path_prefix", &r.path_prefix),
+                    ("path_regex", &r.path_regex),
+                ] {
                     if let Some(v) = value {
                         w.key(10, key, &scalar(v), "");
                     }
@@ -1258,8 +1471,14 @@ impl<'a> Converter<'a> {
         w.key(0, "upstreams", "", "");
         for u in &self.upstreams {
             w.key(2, &scalar(&u.name), "", &u.at);
-            let servers: Vec<FromValue<String>> = u.servers.iter().map(|s| plain(s.clone(), "")).collect();
-            w.key(4, "servers", &flow(&servers.iter().map(|s| s.value.clone()).collect::<Vec<_>>()), "");
+            let servers: Vec<FromValue<String>> =
+                u.servers.iter().map(|s| plain(s.clone(), "")).collect();
+            w.key(
+                4,
+                "servers",
+                &flow(&servers.iter().map(|s| s.value.clone()).collect::<Vec<_>>()),
+                "",
+            );
             w.key(4, "protocol", u.protocol, "");
             if let Some((lb, at)) = &u.lb {
                 w.key(4, "lb", lb, at);
@@ -1383,7 +1602,9 @@ fn listen_address(text: &str) -> Result<(String, Option<String>), String> {
             ));
         }
     }
-    Err(format!("{text}: certgate listens on IP addresses, not host names"))
+    Err(format!(
+        "{text}: certgate listens on IP addresses, not host names"
+    ))
 }
 
 /// `server_name` entry → names certgate matches; `Err(None)` for names that mean "any"
@@ -1393,10 +1614,14 @@ fn server_name(name: &str) -> Result<Vec<String>, Option<String>> {
         return Err(None);
     }
     if name.starts_with('~') {
-        return Err(Some("regular-expression server names are not supported".to_string()));
+        return Err(Some(
+            "regular-expression server names are not supported".to_string(),
+        ));
     }
     if name.contains('$') {
-        return Err(Some("server names with variables are not supported".to_string()));
+        return Err(Some(
+            "server names with variables are not supported".to_string(),
+        ));
     }
     if name.ends_with(".*") {
         return Err(Some("trailing wildcards are not supported".to_string()));
@@ -1404,9 +1629,11 @@ fn server_name(name: &str) -> Result<Vec<String>, Option<String>> {
     let valid = |n: &str| {
         let bare = n.strip_prefix("*.").unwrap_or(n);
         !bare.is_empty()
-            && bare
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            && bare.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
     };
     if let Some(rest) = name.strip_prefix('.') {
         if valid(rest) {
@@ -1459,14 +1686,24 @@ fn parse_pass(url: &str, grpc: bool) -> Result<Target, String> {
         return Err("grpc_pass takes no URI".to_string());
     }
     let (host, port, explicit_port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (ip, after) = inner.split_once(']').ok_or_else(|| format!("{url}: bad IPv6 address"))?;
+        let (ip, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("{url}: bad IPv6 address"))?;
         match after.strip_prefix(':') {
-            Some(p) => (format!("[{ip}]"), p.parse().map_err(|_| format!("{url}: bad port"))?, true),
+            Some(p) => (
+                format!("[{ip}]"),
+                p.parse().map_err(|_| format!("{url}: bad port"))?,
+                true,
+            ),
             None => (format!("[{ip}]"), default_port, false),
         }
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("{url}: bad port"))?, true),
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse().map_err(|_| format!("{url}: bad port"))?,
+                true,
+            ),
             None => (authority.to_string(), default_port, false),
         }
     };
@@ -1492,7 +1729,13 @@ fn has_port(address: &str) -> bool {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "upstream".to_string()
@@ -1515,12 +1758,16 @@ fn is_time(v: &str) -> bool {
         return true;
     }
     while !rest.is_empty() {
-        let d = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let d = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if d == 0 {
             return false;
         }
         rest = &rest[d..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if !matches!(&rest[..u], "ms" | "s" | "m" | "h" | "d" | "w") {
             return false;
         }
@@ -1580,7 +1827,10 @@ pub(crate) mod unit {
     fn listen_addresses() {
         assert_eq!(listen_address("443").unwrap().0, "0.0.0.0:443");
         assert_eq!(listen_address("*:8443").unwrap().0, "0.0.0.0:8443");
-        assert_eq!(listen_address("127.0.0.1:8443").unwrap().0, "127.0.0.1:8443");
+        assert_eq!(
+            listen_address("127.0.0.1:8443").unwrap().0,
+            "127.0.0.1:8443"
+        );
         assert_eq!(listen_address("[::]:443").unwrap().0, "[::]:443");
         assert_eq!(listen_address("localhost:443").unwrap().0, "127.0.0.1:443");
         assert!(listen_address("example.org:443").is_err());
@@ -1590,12 +1840,21 @@ pub(crate) mod unit {
     #[test]
     fn pass_targets() {
         let t = parse_pass("http://127.0.0.1:5000", false).unwrap();
-        assert_eq!((t.protocol, t.host.as_str(), t.port, t.uri), ("http", "127.0.0.1", 5000, None));
+        assert_eq!(
+            (t.protocol, t.host.as_str(), t.port, t.uri),
+            ("http", "127.0.0.1", 5000, None)
+        );
         let t = parse_pass("https://backend/api/", false).unwrap();
-        assert_eq!((t.protocol, t.port, t.explicit_port, t.uri.as_deref()), ("https", 443, false, Some("/api/")));
+        assert_eq!(
+            (t.protocol, t.port, t.explicit_port, t.uri.as_deref()),
+            ("https", 443, false, Some("/api/"))
+        );
         let t = parse_pass("grpcs://127.0.0.1:8080", true).unwrap();
         assert_eq!((t.protocol, t.port), ("grpcs", 8080));
-        assert_eq!(parse_pass("localhost:50051", true).unwrap().protocol, "grpc");
+        assert_eq!(
+            parse_pass("localhost:50051", true).unwrap().protocol,
+            "grpc"
+        );
         assert_eq!(parse_pass("http://[::1]:81", false).unwrap().host, "[::1]");
         assert!(parse_pass("http://$backend", false).is_err());
         assert!(parse_pass("http://unix:/tmp/s:/", false).is_err());
@@ -1604,8 +1863,14 @@ pub(crate) mod unit {
 
     #[test]
     fn server_names() {
-        assert_eq!(server_name("api.example.org"), Ok(vec!["api.example.org".into()]));
-        assert_eq!(server_name(".example.org"), Ok(vec!["example.org".into(), "*.example.org".into()]));
+        assert_eq!(
+            server_name("api.example.org"),
+            Ok(vec!["api.example.org".into()])
+        );
+        assert_eq!(
+            server_name(".example.org"),
+            Ok(vec!["example.org".into(), "*.example.org".into()])
+        );
         assert_eq!(server_name("_"), Err(None));
         assert!(matches!(server_name("~^(?<u>.+)\\.x$"), Err(Some(_))));
         assert!(matches!(server_name("www.example.*"), Err(Some(_))));
@@ -1613,10 +1878,20 @@ pub(crate) mod unit {
 
     #[test]
     fn paths_are_rebased_lexically() {
-        let r = |t: &str, b: &str| relative(&normalize(Path::new(t)), &normalize(Path::new(b))).to_string_lossy().into_owned();
+        let r = |t: &str, b: &str| {
+            relative(&normalize(Path::new(t)), &normalize(Path::new(b)))
+                .to_string_lossy()
+                .into_owned()
+        };
         assert_eq!(r("/etc/nginx/ca/server.crt", "/etc/nginx"), "ca/server.crt");
-        assert_eq!(r("/etc/nginx/ca/server.crt", "/etc/certgate"), "../nginx/ca/server.crt");
-        assert_eq!(r("/etc/nginx/./ca/../ca.crt", "/etc/nginx/sub"), "../ca.crt");
+        assert_eq!(
+            r("/etc/nginx/ca/server.crt", "/etc/certgate"),
+            "../nginx/ca/server.crt"
+        );
+        assert_eq!(
+            r("/etc/nginx/./ca/../ca.crt", "/etc/nginx/sub"),
+            "../ca.crt"
+        );
         assert_eq!(r("/srv/a.crt", "/home/u"), "/srv/a.crt");
         assert_eq!(r("conf/ca.crt", "."), "conf/ca.crt");
         assert_eq!(r("conf/ca.crt", "out"), "../conf/ca.crt");

@@ -36,7 +36,9 @@ pub struct NoIncludes;
 
 impl IncludeSource for NoIncludes {
     fn resolve(&mut self, pattern: &str, _from: &str) -> Result<Vec<IncludedFile>, String> {
-        Err(format!("cannot include {pattern:?}: includes are not available here"))
+        Err(format!(
+            "cannot include {pattern:?}: includes are not available here"
+        ))
     }
 }
 
@@ -93,7 +95,10 @@ impl State<'_> {
                         "includes nested deeper than {MAX_INCLUDE_DEPTH} files"
                     )));
                 }
-                let files = self.source.resolve(pattern, &directive.file).map_err(fail)?;
+                let files = self
+                    .source
+                    .resolve(pattern, &directive.file)
+                    .map_err(fail)?;
                 for file in files {
                     if self.chain.contains(&file.name) {
                         return Err(fail(format!(
@@ -207,7 +212,11 @@ mod tests {
             "main.conf:2: include: cannot read missing.conf: No such file or directory"
         );
         let err = load("main.conf", "include bad.conf;", &mut fs).unwrap_err();
-        assert!(err.to_string().starts_with("bad.conf:1:4: unexpected end of file"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("bad.conf:1:4: unexpected end of file"),
+            "{err}"
+        );
         let err = load("main.conf", "include a b;", &mut fs).unwrap_err();
         assert!(err.to_string().contains("exactly one"), "{err}");
     }

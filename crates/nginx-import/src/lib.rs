@@ -14,7 +14,9 @@ mod parse;
 mod yaml;
 
 pub use convert::{convert, Conversion, NothingToConvert, Options, Unsupported};
-pub use include::{load, IncludeSource, IncludedFile, LoadError, NoIncludes, MAX_FILES, MAX_INCLUDE_DEPTH};
+pub use include::{
+    load, IncludeSource, IncludedFile, LoadError, NoIncludes, MAX_FILES, MAX_INCLUDE_DEPTH,
+};
 pub use parse::{parse, Directive, ParseError, MAX_DEPTH};
 
 #[cfg(test)]

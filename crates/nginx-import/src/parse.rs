@@ -276,7 +276,9 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Directive>, ParseError> {
                     return Err(lexer.error(
                         *l,
                         *c,
-                        format!("unexpected end of file, expecting \";\" or \"}}\" after \"{word}\""),
+                        format!(
+                            "unexpected end of file, expecting \";\" or \"}}\" after \"{word}\""
+                        ),
                     ));
                 }
                 return Ok(current);
@@ -344,7 +346,14 @@ mod tests {
         assert_eq!(words(&ast[0]), ["a", "x y", "single \"in\" it"]);
         assert_eq!(
             words(&ast[1]),
-            ["b", "q\"uote", "back\\slash", "tab\there", "plain\\;semi", "\\d"]
+            [
+                "b",
+                "q\"uote",
+                "back\\slash",
+                "tab\there",
+                "plain\\;semi",
+                "\\d"
+            ]
         );
     }
 
@@ -358,8 +367,15 @@ mod tests {
 
     #[test]
     fn variables_with_braces_stay_in_the_word() {
-        let ast = parse("t", "proxy_set_header X-A ${ssl_client_s_dn}x;\nserver{listen 1;}").unwrap();
-        assert_eq!(words(&ast[0]), ["proxy_set_header", "X-A", "${ssl_client_s_dn}x"]);
+        let ast = parse(
+            "t",
+            "proxy_set_header X-A ${ssl_client_s_dn}x;\nserver{listen 1;}",
+        )
+        .unwrap();
+        assert_eq!(
+            words(&ast[0]),
+            ["proxy_set_header", "X-A", "${ssl_client_s_dn}x"]
+        );
         assert_eq!(ast[1].name, "server");
         assert_eq!(ast[1].block.as_ref().unwrap().len(), 1);
     }

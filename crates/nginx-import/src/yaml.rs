@@ -60,7 +60,11 @@ impl Writer {
     ) {
         self.key(indent, key, "", "");
         for item in items {
-            self.push_line(indent + 2, &format!("- {}", scalar(item.value().as_ref())), &item.comment());
+            self.push_line(
+                indent + 2,
+                &format!("- {}", scalar(item.value().as_ref())),
+                &item.comment(),
+            );
         }
     }
 
@@ -82,16 +86,20 @@ pub(crate) fn scalar(text: &str) -> String {
         "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
     ];
     let plain = !text.is_empty()
-        && text
+        && (text
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_')
+            || text.starts_with("./")
+            || text.starts_with("../"))
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_./-".contains(&b))
         && !RESERVED.contains(&text.to_ascii_lowercase().as_str())
         && text.parse::<f64>().is_err()
-        && !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'_');
+        && !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'_');
     if plain {
         return text.to_string();
     }
@@ -120,7 +128,22 @@ mod tests {
         assert_eq!(scalar("certs/server.crt"), "certs/server.crt");
         assert_eq!(scalar("TLSv1.2"), "TLSv1.2");
         assert_eq!(scalar("10m"), "10m");
-        for quoted in ["on", "Off", "1.2", "443", "", "*.example.org", "127.0.0.1:443", "$ssl_client_s_dn", "-x", ".5", "a b", "x: y", "#c"] {
+        assert_eq!(scalar("../ssl/ca.crt"), "../ssl/ca.crt");
+        for quoted in [
+            "on",
+            "Off",
+            "1.2",
+            "443",
+            "",
+            "*.example.org",
+            "127.0.0.1:443",
+            "$ssl_client_s_dn",
+            "-x",
+            ".5",
+            "a b",
+            "x: y",
+            "#c",
+        ] {
             assert!(scalar(quoted).starts_with('"'), "{quoted}");
         }
         assert_eq!(scalar("a\"b\\c\td"), r#""a\"b\\c\td""#);
