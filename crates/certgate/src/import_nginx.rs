@@ -20,6 +20,11 @@ pub(crate) struct ImportArgs {
     /// written relative to this file's directory (the current directory for stdout).
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
+    /// The directory nginx resolves relative `include` and `ssl_*` paths against: its
+    /// configuration prefix, the directory of the file given to `nginx -c` (default: the
+    /// directory of FILE). Give /etc/nginx when FILE is a sites-enabled/ or conf.d/ file.
+    #[arg(long, value_name = "DIR")]
+    conf_dir: Option<PathBuf>,
 }
 
 /// Exit code when the output was written but is incomplete.
@@ -41,7 +46,10 @@ fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let text = String::from_utf8_lossy(&bytes);
     // nginx resolves `include` and `ssl_*` paths against its configuration prefix: the
     // directory of the file given with `-c`.
-    let conf_dir = args.file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let conf_dir = match &args.conf_dir {
+        Some(dir) => dir.clone(),
+        None => args.file.parent().unwrap_or(Path::new("")).to_path_buf(),
+    };
     let mut includes = FsIncludes {
         conf_dir: conf_dir.clone(),
     };

@@ -105,6 +105,30 @@ fn stdout_without_output_file() {
 }
 
 #[test]
+fn a_sites_enabled_file_with_conf_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir, "");
+    // nginx reads sites-enabled/api.conf from nginx.conf: its paths are relative to nginx/.
+    let out = certgate(
+        dir,
+        &[
+            "import-nginx",
+            "nginx/sites-enabled/api.conf",
+            "--conf-dir",
+            "nginx",
+            "-o",
+            "gateway.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let yaml = fs::read_to_string(dir.join("gateway.yaml")).unwrap();
+    assert!(yaml.contains("cert: nginx/ssl/server.crt"), "{yaml}");
+    let check = certgate(dir, &["-c", "gateway.yaml", "check"]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
 fn incomplete_conversion_exits_2_and_lists_each_directive() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

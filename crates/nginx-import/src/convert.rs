@@ -1331,14 +1331,20 @@ impl<'a> Converter<'a> {
             0,
             &format!("gateway.yaml written by `certgate import-nginx {source}`."),
         );
-        w.comment(0, &format!("nginx reads relative paths from its configuration directory (the directory of {source},"));
         w.comment(
             0,
-            "as with `nginx -c`); certgate reads them from the directory of this file, so relative",
+            &format!(
+                "nginx's relative paths were read from {} (its configuration prefix: the",
+                normalize(&self.options.conf_dir).display()
+            ),
         );
         w.comment(
             0,
-            "paths below were rewritten to point at the same files from here.",
+            "directory of the file given to `nginx -c`; see --conf-dir); certgate reads them from",
+        );
+        w.comment(
+            0,
+            "the directory of this file, so relative paths below were rewritten to name the same files.",
         );
         w.comment(
             0,
