@@ -103,7 +103,20 @@ pub fn convert(
     }
     // `upstream` blocks no converted location uses are not written (certgate would warn
     // about them); nginx does not complain about them either.
-    let unsupported: Vec<Unsupported> = cx.unsupported.iter().cloned().collect();
+    // In reading order: files as nginx reads them (the main file, then each include
+    // where it appears), lines within a file.
+    let mut files = Vec::new();
+    file_order(directives, &mut files);
+    let mut unsupported: Vec<Unsupported> = cx.unsupported.iter().cloned().collect();
+    unsupported.sort_by_key(|u| {
+        (
+            files
+                .iter()
+                .position(|f| f == &u.file)
+                .unwrap_or(usize::MAX),
+            u.line,
+        )
+    });
     if servers.is_empty() {
         return Err(NothingToConvert {
             file: options.source.clone(),
@@ -119,6 +132,17 @@ pub fn convert(
     }
     let yaml = cx.emit(&servers, &unsupported);
     Ok(Conversion { yaml, unsupported })
+}
+
+fn file_order(list: &[Directive], files: &mut Vec<String>) {
+    for d in list {
+        if !files.iter().any(|f| f.as_str() == &*d.file) {
+            files.push(d.file.to_string());
+        }
+        if let Some(block) = &d.block {
+            file_order(block, files);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

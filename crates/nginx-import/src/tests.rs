@@ -541,3 +541,157 @@ fn yaml_is_stable_and_commented() {
     );
     assert_eq!(run(&fill(FLASK)).yaml, c.yaml, "deterministic");
 }
+
+#[test]
+fn unsupported_are_listed_in_reading_order() {
+    struct Files;
+    impl crate::IncludeSource for Files {
+        fn resolve(&mut self, _: &str, _: &str) -> Result<Vec<crate::IncludedFile>, String> {
+            Ok(vec![crate::IncludedFile {
+                name: "a-included.conf".into(),
+                text: "gzip on;\n\nrewrite ^ /;".into(),
+            }])
+        }
+    }
+    let text = format!("{SERVER_HEAD} ssl_ciphers HIGH;\n include x;\n location / {{ proxy_pass http://a; }}\n}}\n");
+    let ast = load("z-main.conf", &text, &mut Files).unwrap();
+    let c = convert(&ast, &options()).unwrap();
+    assert_eq!(
+        c.unsupported
+            .iter()
+            .map(|u| format!("{}:{}", u.file, u.line))
+            .collect::<Vec<_>>(),
+        ["z-main.conf:7", "a-included.conf:1", "a-included.conf:3"]
+    );
+}
+
+/// Random text built from nginx's special characters and directive names: parsing and
+/// converting must never panic (a fuzzer will go further; this keeps the basics honest).
+#[test]
+fn arbitrary_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "server",
+        "location",
+        "listen",
+        "443",
+        "ssl",
+        "http2",
+        "proxy_pass",
+        "grpc_pass",
+        "http://a",
+        "grpcs://[::1]:1/",
+        "upstream",
+        "a",
+        "ssl_certificate",
+        "x.crt",
+        "ssl_certificate_key",
+        "ssl_verify_client",
+        "on",
+        "optional",
+        "proxy_set_header",
+        "X-A",
+        "$ssl_client_s_dn",
+        "${",
+        "}",
+        "{",
+        ";",
+        " ",
+        "\n",
+        "\"",
+        "'",
+        "\\",
+        "#",
+        "=",
+        "~",
+        "~*",
+        "^~",
+        "/",
+        "(?<",
+        "include",
+        "http",
+        "if",
+        "(",
+        ")",
+        "é",
+        "server_name",
+        "_",
+        ".x",
+        "*.",
+        "weight=",
+        "keepalive",
+        "-1",
+        "ssl_verify_depth",
+        "99999999999",
+        "client_max_body_size",
+        "10m",
+        "proxy_read_timeout",
+        "1m30s",
+        "ssl_protocols",
+        "TLSv1.3",
+        "default_server",
+        "localhost:",
+        "unix:",
+        "@n",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut converted = 0;
+    for _ in 0..2000 {
+        let len = (next() % 80) as usize;
+        let mut text = String::new();
+        for _ in 0..len {
+            text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            if next() % 3 == 0 {
+                text.push(' ');
+            }
+        }
+        if let Ok(ast) = parse("f", &text) {
+            if let Ok(c) = convert(&ast, &options()) {
+                // Whatever was written is YAML certgate can at least read.
+                let _ = Config::parse(&c.yaml, Path::new("/etc/certgate/gateway.yaml"));
+            }
+        }
+        // Well-formed directives of random words inside a server exercise the mapping.
+        let mut body = String::new();
+        for _ in 0..(next() % 8) {
+            let words = 1 + next() % 4;
+            for _ in 0..words {
+                let piece = PIECES[(next() % PIECES.len() as u64) as usize];
+                if !piece.contains(['{', '}', ';', '"', '\'', '\\', '#', '\n', ' ']) {
+                    body.push_str(piece);
+                    body.push(' ');
+                }
+            }
+            body.push_str(";\n");
+        }
+        let body = body.replace(" ;", ";").replace("\n;", "\n");
+        let body: String = body
+            .lines()
+            .filter(|l| *l != ";")
+            .collect::<Vec<_>>()
+            .join("\n");
+        let wrapped = if next() % 2 == 0 {
+            format!("{SERVER_HEAD} location / {{ proxy_pass http://a; {body} }}\n}}\n")
+        } else {
+            format!("{SERVER_HEAD} {body}\n location /x {{ proxy_pass http://a; }}\n}}\n")
+        };
+        if let Ok(ast) = parse("f", &wrapped) {
+            if let Ok(c) = convert(&ast, &options()) {
+                converted += 1;
+                // The mapping only writes what certgate accepts.
+                if let Err(e) = Config::parse(&c.yaml, Path::new("/etc/certgate/gateway.yaml")) {
+                    panic!("{e}\n--- nginx\n{wrapped}\n--- yaml\n{}", c.yaml);
+                }
+            }
+        }
+    }
+    assert!(
+        converted > 300,
+        "only {converted} inputs reached the mapping"
+    );
+}
