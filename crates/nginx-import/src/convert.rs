@@ -105,6 +105,9 @@ pub fn convert(
     // about them); nginx does not complain about them either.
     // In reading order: files as nginx reads them (the main file, then each include
     // where it appears), lines within a file.
+    for u in default_servers(&mut servers) {
+        cx.unsupported.insert(u);
+    }
     let mut files = Vec::new();
     file_order(directives, &mut files);
     let mut unsupported: Vec<Unsupported> = cx.unsupported.iter().cloned().collect();
@@ -123,7 +126,6 @@ pub fn convert(
             unsupported,
         });
     }
-    default_servers(&mut servers);
     // Names label logs and metrics and must be unique.
     for i in 1..servers.len() {
         if servers[..i].iter().any(|s| s.name == servers[i].name) {
@@ -422,6 +424,8 @@ fn words(d: &Directive) -> String {
 struct Server {
     name: String,
     at: String,
+    file: String,
+    line: usize,
     /// Listen addresses marked `default_server`.
     defaults: Vec<String>,
     default_note: Option<String>,
@@ -884,6 +888,8 @@ impl<'a> Converter<'a> {
         Some(Server {
             name,
             at: d.at(),
+            file: d.file.to_string(),
+            line: d.line,
             defaults,
             default_note: None,
             listen,
@@ -1548,7 +1554,7 @@ impl<'a> Converter<'a> {
 /// server without `server_names`. A server that is nginx's default on every address it
 /// listens on therefore loses its names (it still gets them: no other server claims
 /// them). One that is the default on some addresses only keeps them, with a note.
-fn default_servers(servers: &mut [Server]) {
+fn default_servers(servers: &mut Vec<Server>) -> Vec<Unsupported> {
     let mut default_of: Vec<(String, usize)> = Vec::new();
     for (i, s) in servers.iter().enumerate() {
         for addr in &s.defaults {
@@ -1587,6 +1593,36 @@ fn default_servers(servers: &mut [Server]) {
             s.default_note = Some("nginx's default server on some of its addresses only: certgate needs a server without server_names for that; check the names".to_string());
         }
     }
+    // A server without names that is not the default of its address only gets requests
+    // without a name in nginx; certgate allows one nameless server per address.
+    let mut removed = Vec::new();
+    let mut i = 0;
+    while i < servers.len() {
+        let s = &servers[i];
+        let clash = s.server_names.is_empty()
+            && s.listen.iter().any(|l| {
+                default_of
+                    .iter()
+                    .any(|(a, j)| a == &l.value && *j != i && servers[*j].server_names.is_empty())
+            });
+        if clash {
+            removed.push(Unsupported {
+                file: s.file.clone(),
+                line: s.line,
+                directive: "server".to_string(),
+                why: "a server without server_name that is not the default server of its address only gets requests without a name: not converted".to_string(),
+            });
+            servers.remove(i);
+            for entry in &mut default_of {
+                if entry.1 > i {
+                    entry.1 -= 1;
+                }
+            }
+        } else {
+            i += 1;
+        }
+    }
+    removed
 }
 
 fn comment_of<T>(f: &FromValue<T>) -> String {

@@ -695,3 +695,20 @@ fn arbitrary_input_never_panics() {
         "only {converted} inputs reached the mapping"
     );
 }
+
+#[test]
+fn a_nameless_server_behind_another_default_is_listed() {
+    let server = |names: &str, line_marker: &str| {
+        format!("server {{ # {line_marker}\n listen 443 ssl; {names}\n ssl_certificate s.crt; ssl_certificate_key s.key;\n location / {{ proxy_pass http://a; }}\n}}\n")
+    };
+    let text =
+        server("server_name a.example.org;", "first, nginx's default") + &server("", "nameless");
+    let c = run(&text);
+    let cfg = config(&c);
+    assert_eq!(cfg.servers.len(), 1);
+    assert!(
+        cfg.servers[0].server_names.is_empty(),
+        "the default answers any name"
+    );
+    assert_listed(&c, 6, "server", "not the default server");
+}
