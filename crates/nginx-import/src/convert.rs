@@ -690,6 +690,10 @@ impl<'a> Converter<'a> {
                     }
                     let mut value = from(addr, l);
                     value.note = note;
+                    if !params.iter().any(|p| p == "ssl") {
+                        // nginx < 1.25: `ssl on;` makes every listener of the server TLS.
+                        value.note = Some("TLS because of `ssl on`".to_string());
+                    }
                     listen.push(value);
                 }
                 Err(why) => self.list(l, why),

@@ -505,6 +505,26 @@ fn tls_details() {
 }
 
 #[test]
+fn ssl_on_makes_every_listener_tls() {
+    // Seed 004 as written: `ssl on;` with `listen 80` and `listen 443 ssl`.
+    let text = "server {\n ssl on;\n listen 80;\n listen 443 ssl;\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n location / { proxy_pass http://127.0.0.1:5000; }\n}\n";
+    let c = run(text);
+    assert!(c.is_complete(), "{:#?}", listed(&c));
+    let listen: Vec<String> = config(&c).servers[0]
+        .listen
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(listen, ["0.0.0.0:80", "0.0.0.0:443"]);
+    assert!(
+        c.yaml
+            .contains("listen 80 (nginx.conf:3); TLS because of `ssl on`"),
+        "{}",
+        c.yaml
+    );
+}
+
+#[test]
 fn relative_paths_follow_the_output_file() {
     let text = "server { listen 443 ssl; ssl_certificate ssl/s.crt; ssl_certificate_key /abs/s.key; location / { proxy_pass http://127.0.0.1:1; } }";
     let ast = parse("n.conf", text).unwrap();
