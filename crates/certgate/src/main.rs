@@ -5,6 +5,7 @@
 mod certs;
 mod demo;
 mod echo;
+mod import_nginx;
 
 // glibc's allocator showed up at ~12 % of a keep-alive profile (many small, short-lived
 // header and buffer allocations across two threads); mimalloc's thread-local free lists
@@ -51,6 +52,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Certificate tooling: init, issue, p12, inspect, verify, ticket-key.
     Certs(Box<certs::CertsArgs>),
+    /// Convert an nginx configuration's mTLS server blocks into gateway.yaml. Exit 0:
+    /// complete; 2: written, but the directives listed on stderr were not carried over;
+    /// 1: nothing written.
+    ImportNginx(import_nginx::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +85,8 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        // Its own exit codes (2: written but incomplete).
+        Some(Command::ImportNginx(args)) => return import_nginx::main(args),
         Some(Command::Certs(args)) => certs::run(*args),
         Some(Command::Check) => check(&cli.config),
         Some(Command::Reload(args)) => reload(&cli.config, &args.pid_file),
