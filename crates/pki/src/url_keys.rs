@@ -138,11 +138,7 @@ fn decode_key(text: &[u8]) -> Result<Vec<u8>, String> {
     if trimmed.is_empty() {
         return Err("the file is empty".into());
     }
-    let unpadded: Vec<u8> = trimmed
-        .iter()
-        .copied()
-        .take_while(|b| *b != b'=')
-        .collect();
+    let unpadded: Vec<u8> = trimmed.iter().copied().take_while(|b| *b != b'=').collect();
     let engine = if unpadded.iter().any(|b| *b == b'-' || *b == b'_') {
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
     } else {
@@ -215,7 +211,9 @@ mod tests {
         let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfb; 40]);
         assert_eq!(decode_key(url_safe.as_bytes()).unwrap(), vec![0xfb; 40]);
         assert!(decode_key(b"  \n").unwrap_err().contains("empty"));
-        assert!(decode_key(b"c2hvcnQ=\n").unwrap_err().contains("holds 5 bytes"));
+        assert!(decode_key(b"c2hvcnQ=\n")
+            .unwrap_err()
+            .contains("holds 5 bytes"));
         assert!(decode_key(b"not base64 at all!").is_err());
     }
 

@@ -56,6 +56,30 @@ impl ConnectionIdentity {
         }
     }
 
+    /// The identity of a request carrying a valid signed URL: this connection's TLS facts
+    /// (protocol, cipher, SNI, peer address) with the certificate that minted the URL and
+    /// `$ssl_client_verify` = `SIGNED`.
+    pub fn signed(
+        &self,
+        cert: Arc<ClientCert>,
+        server: usize,
+        generation: u64,
+    ) -> ConnectionIdentity {
+        ConnectionIdentity {
+            server,
+            generation,
+            listen: self.listen,
+            sni: self.sni.clone(),
+            verify: VerifyResult::Signed,
+            verify_code: None,
+            cert: Some(cert),
+            protocol: self.protocol.clone(),
+            cipher: self.cipher.clone(),
+            prepared: OnceLock::new(),
+            active: self.active.clone(),
+        }
+    }
+
     pub fn cert_sent(&self) -> bool {
         self.cert.is_some() || !matches!(self.verify, VerifyResult::None)
     }
@@ -204,7 +228,8 @@ impl Identify {
         handles.handshake_success.inc();
         match &verify {
             VerifyResult::Success => handles.verify_success.inc(),
-            VerifyResult::None => handles.verify_none.inc(),
+            // Only requests are signed, never a handshake.
+            VerifyResult::None | VerifyResult::Signed => handles.verify_none.inc(),
             VerifyResult::Failed(_) => handles.verify_failed(
                 &state.handles.metrics,
                 verify_code.map_or("", certgate_pki::verify::error_string),
