@@ -602,7 +602,17 @@ async fn expired_altered_and_foreign_signatures_are_403_and_never_forwarded() {
         assert_eq!(status, 200);
         json["url"].as_str().unwrap().to_string()
     };
-    assert_eq!(w.get(&url).await.status(), 200);
+    // One connection, two URLs minted by different certificates: each request carries the
+    // identity of its own URL.
+    let player = w.without_cert(false);
+    for (signed, cn) in [(&url, "alice"), (&carols, "carol"), (&url, "alice")] {
+        let response = player.get(w.gw.url(signed)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            w.up.last().header("x-ssl-client-s-dn"),
+            Some(format!("CN={cn},O=certgate tests").as_str())
+        );
+    }
     let before = w.up.count();
 
     let exp: u64 = param(&url, "cg_exp").parse().unwrap();

@@ -198,10 +198,20 @@ pub fn decide(
     let mut signed_conn = None;
     if signature {
         let now = u64::try_from(crate::compile::unix_now()).unwrap_or(0);
-        match crate::signed::verify(route, server, head, remote, now) {
-            Ok(cert) => {
-                signed_conn = Some(Arc::new(conn.signed(cert, server_index, state.generation)))
-            }
+        let checked = crate::signed::verify(route, server, head, remote, now).and_then(|der| {
+            // Parsed only once the tag proved certgate wrote these bytes.
+            let signed = conn
+                .signed_identity(&der, server_index, state.generation)
+                .map_err(|_| crate::signed::Failure::Malformed)?;
+            let cert = signed
+                .cert
+                .as_deref()
+                .ok_or(crate::signed::Failure::Malformed)?;
+            crate::signed::admit(route, cert, now)?;
+            Ok(signed)
+        });
+        match checked {
+            Ok(signed) => signed_conn = Some(signed),
             // Not a signed route: the URL is the application's business, and the request
             // needs a certificate like any other.
             Err(crate::signed::Failure::NotSignedRoute) => {

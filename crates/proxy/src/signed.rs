@@ -168,15 +168,15 @@ fn message(
     out
 }
 
-/// Checks the signature of a request for `path` on `route`, sent from `remote`. Returns
-/// the certificate that minted the URL.
+/// Checks the signature of a request on `route`, sent from `remote`. Returns the minting
+/// certificate's DER, authenticated by the tag; [`admit`] then checks the certificate.
 pub fn verify(
     route: &CompiledRoute,
     server: &CompiledServer,
     head: &Parts,
     remote: Option<IpAddr>,
     now: u64,
-) -> Result<Arc<ClientCert>, Failure> {
+) -> Result<Vec<u8>, Failure> {
     let Some(signed) = &route.signed else {
         return Err(Failure::NotSignedRoute);
     };
@@ -222,13 +222,17 @@ pub fn verify(
     if !signed.keys.verify(kid, &msg, &tag) {
         return Err(Failure::BadSignature);
     }
-    // Parsed only once the tag proved certgate wrote these bytes.
-    let cert = ClientCert::from_chain(&[der]).map_err(|_| Failure::Malformed)?;
-    if cert.not_after_unix() < i64::try_from(now).unwrap_or(i64::MAX) || !route.allow.allows(&cert)
-    {
+    Ok(der)
+}
+
+/// Whether the certificate a valid URL carries may use `route` now: still within its
+/// validity, and accepted by the route's current `allow` rules (a URL minted for one route
+/// is no key to another that shares its key file).
+pub fn admit(route: &CompiledRoute, cert: &ClientCert, now: u64) -> Result<(), Failure> {
+    if cert.not_after_unix() < i64::try_from(now).unwrap_or(i64::MAX) || !route.allow.allows(cert) {
         return Err(Failure::NotAllowed);
     }
-    Ok(Arc::new(cert))
+    Ok(())
 }
 
 /// `uri` without the signature parameters, as the upstream receives it.
