@@ -342,6 +342,7 @@ fn canonical_path(decoded: &str) -> Result<String, String> {
 }
 
 /// What the minting endpoint was asked for.
+#[derive(Debug)]
 struct MintRequest {
     target: String,
     prefix: bool,
