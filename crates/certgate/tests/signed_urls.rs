@@ -654,6 +654,31 @@ async fn expired_altered_and_foreign_signatures_are_403_and_never_forwarded() {
         assert_eq!(response.status(), 403, "{what}: {bad}");
     }
 
+    // A signed URL fetches; it never writes, even to the path it names.
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = w
+            .without_cert(false)
+            .request(method.clone(), w.gw.url(&url))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{method}");
+    }
+    let head = w
+        .without_cert(false)
+        .head(w.gw.url(&url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let before = before + 1;
+    assert_eq!(w.up.count(), before, "only the HEAD was forwarded");
+
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(w.get(&short).await.status(), 403, "expired");
     assert_eq!(w.up.count(), before, "none of these was forwarded");

@@ -110,7 +110,7 @@ impl Metrics {
             "certgate_signed_url_requests_total",
             "Signed URLs minted (result=minted) and signed requests checked (result=ok, or why \
              one was refused with 403: expired, bad_signature, unknown_key, malformed, \
-             over_max_ttl, outside_prefix, not_allowed).",
+             over_max_ttl, outside_prefix, not_allowed, method).",
             &["server", "route", "result"],
         );
         let cert_expiry = GaugeVec::new(

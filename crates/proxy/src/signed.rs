@@ -85,6 +85,8 @@ pub enum Failure {
     OutsidePrefix,
     /// The route's `allow` rules refuse the certificate in the URL, or it has expired.
     NotAllowed,
+    /// Not `GET` or `HEAD`: a signed URL fetches; it never writes.
+    Method,
     /// The route has no `signed_urls`.
     NotSignedRoute,
 }
@@ -99,6 +101,7 @@ impl Failure {
             Failure::BadSignature => "bad_signature",
             Failure::OutsidePrefix => "outside_prefix",
             Failure::NotAllowed => "not_allowed",
+            Failure::Method => "method",
             Failure::NotSignedRoute => "not_signed_route",
         }
     }
@@ -180,6 +183,9 @@ pub fn verify(
     let Some(signed) = &route.signed else {
         return Err(Failure::NotSignedRoute);
     };
+    if head.method != http::Method::GET && head.method != http::Method::HEAD {
+        return Err(Failure::Method);
+    }
     let p = params(head.uri.query().unwrap_or(""))?;
     let (Some(exp), Some(kid), Some(id), Some(sig)) = (p.exp, p.kid, p.id, p.sig) else {
         return Err(Failure::Malformed);
