@@ -110,7 +110,9 @@ impl Failure {
 /// Whether the request carries a signature at all: the only cost a request without one
 /// pays on a server with signed routes.
 pub fn has_signature(head: &Parts) -> bool {
-    head.uri.query().is_some_and(|q| q.contains("cg_sig="))
+    head.uri
+        .query()
+        .is_some_and(|q| q.starts_with("cg_sig=") || q.contains("&cg_sig="))
 }
 
 /// The signature parameters of a query, each at most once.
@@ -660,6 +662,16 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    #[test]
+    fn only_a_cg_sig_parameter_marks_a_signed_request() {
+        let head = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
+        assert!(has_signature(&head("/a?cg_sig=x")));
+        assert!(has_signature(&head("/a?cg_exp=1&cg_sig=x")));
+        assert!(!has_signature(&head("/a?xcg_sig=x")));
+        assert!(!has_signature(&head("/a?q=cg_sig=x")));
+        assert!(!has_signature(&head("/a")));
     }
 
     #[test]
