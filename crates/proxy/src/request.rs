@@ -90,7 +90,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     if decision.signed {
         // The signature is certgate's: the upstream sees the path and its own parameters.
         head.uri = crate::signed::strip(&head.uri);
-        count_signed(conn, &state, server, route, "ok");
+        count_signed(conn, server, route, "ok");
     }
 
     // Pick the upstream server.
@@ -229,12 +229,10 @@ fn close(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
 /// Counts one signed-URL outcome in `certgate_signed_url_requests_total`.
 fn count_signed(
     conn: &Connection,
-    state: &crate::State,
     server: &crate::compile::CompiledServer,
     route: &crate::compile::CompiledRoute,
     result: &str,
 ) {
-    let _ = state;
     conn.shared
         .metrics
         .signed_urls
@@ -275,7 +273,7 @@ fn mint(
         }
     }
     if let (Some(route), true) = (route, minted.response.status() == StatusCode::OK) {
-        count_signed(conn, &state, server, route, "minted");
+        count_signed(conn, server, route, "minted");
         tracing::debug!(
             server = %server.name,
             route = %route.label,
@@ -308,7 +306,7 @@ fn refuse(
                     .get(refusal.route_index.unwrap_or(usize::MAX))
                     .map(|r| (s, r))
             }) {
-                count_signed(conn, &record.state, server, route, failure.as_str());
+                count_signed(conn, server, route, failure.as_str());
                 tracing::debug!(
                     server = %server.name,
                     route = %route.label,
