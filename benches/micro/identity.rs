@@ -59,6 +59,17 @@ fn identity(c: &mut Criterion) {
             plan.prepare(&id, now)
         })
     });
+    // A signed URL's request: the HMAC over the token message (its size is dominated by
+    // the certificate it carries), then, when the connection has not seen this URL's
+    // certificate yet, `identity/per_connection_total` again.
+    let keys = certgate_pki::UrlKeys::new(vec![vec![7u8; 32]]).expect("key");
+    let mut message = b"certgate signed url v1 media path /videos/a.mp4 1800000000".to_vec();
+    message.extend_from_slice(&chain[0]);
+    let (kid, tag) = keys.sign(&message);
+    let (kid, tag) = (kid.to_string(), tag.as_ref().to_vec());
+    c.bench_function("identity/signed_url_hmac_verify", |b| {
+        b.iter(|| keys.verify(black_box(&kid), black_box(&message), black_box(&tag)))
+    });
 }
 
 criterion_group!(benches, identity);

@@ -1,5 +1,5 @@
 //! `certgate certs …`: the openssl-recipe replacement (init, issue, p12, inspect, verify),
-//! and `ticket-key` for `tls.session_ticket_keys`.
+//! and `ticket-key` for `tls.session_ticket_keys`, `url-key` for `signed_urls.key_file`.
 //!
 //! Command-line parsing and printing only: certificates are made by
 //! `certgate_pki::issue`, bundles by `certgate_pki::p12`, chains are verified by the
@@ -34,6 +34,8 @@ enum CertsCommand {
     Verify(VerifyArgs),
     /// Write a new session ticket key file (80 random bytes, mode 0600) for tls.session_ticket_keys.
     TicketKey(TicketKeyArgs),
+    /// Write a new signed-URL key file (32 random bytes, base64, mode 0600) for routes[].signed_urls.key_file.
+    UrlKey(UrlKeyArgs),
 }
 
 #[derive(clap::Args)]
@@ -194,6 +196,16 @@ struct TicketKeyArgs {
     force: bool,
 }
 
+#[derive(clap::Args)]
+struct UrlKeyArgs {
+    /// Where to write the key file.
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Replace an existing file (atomically: a gateway reading it sees the old or the new key).
+    #[arg(long)]
+    force: bool,
+}
+
 pub fn run(args: CertsArgs) -> anyhow::Result<()> {
     let result = match args.command {
         CertsCommand::Init(args) => init(args),
@@ -202,6 +214,7 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
         CertsCommand::Inspect(args) => inspect(args),
         CertsCommand::Verify(args) => verify(args),
         CertsCommand::TicketKey(args) => ticket_key(args),
+        CertsCommand::UrlKey(args) => url_key(args),
     };
     result.map_err(without_repeated_causes)
 }
@@ -268,6 +281,26 @@ fn ticket_key(args: TicketKeyArgs) -> anyhow::Result<()> {
          old key; reload after each step.",
         args.out.display(),
         certgate_pki::tickets::TICKET_LIFETIME_SECS / 3600
+    );
+    Ok(())
+}
+
+/// A signed-URL HMAC key: base64 text, so it fits a Kubernetes Secret unchanged.
+fn url_key(args: UrlKeyArgs) -> anyhow::Result<()> {
+    let key = certgate_pki::url_keys::new_key_file()?;
+    issue::write_file_set(
+        &[issue::OutputFile::secret(&args.out, key.into_bytes())],
+        args.force,
+    )?;
+    println!(
+        "certgate: wrote {} (signed-URL key, 32 random bytes base64, mode 0600, key id {})\n\
+         To rotate on every replica: list it first in signed_urls.key_file (it signs new \
+         URLs) and keep the old key after it until the URLs it signed have expired \
+         (max_ttl), then remove the old key; reload after each step.",
+        args.out.display(),
+        certgate_pki::load_url_key(&args.out)
+            .map(|k| certgate_pki::url_keys::key_id(&k))
+            .unwrap_or_default()
     );
     Ok(())
 }

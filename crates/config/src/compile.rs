@@ -39,6 +39,10 @@ const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
 const DEFAULT_VERIFY_DEPTH: u32 = 1;
 const DEFAULT_KEEPALIVE: usize = 64;
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// `signed_urls.max_ttl` default: long enough to start a clip, short as a bearer token.
+const DEFAULT_SIGNED_URL_TTL: Duration = Duration::from_secs(5 * 60);
+/// The longest `signed_urls.max_ttl`: a feature-length film with pauses.
+const MAX_SIGNED_URL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
@@ -1014,6 +1018,10 @@ impl Compiler<'_> {
             ),
         };
 
+        let signed_urls = raw
+            .signed_urls
+            .and_then(|raw| self.signed_urls(&at("signed_urls"), raw, client_auth, server_base));
+
         RouteConfig {
             matcher,
             upstream: raw.upstream,
@@ -1022,7 +1030,89 @@ impl Compiler<'_> {
             headers,
             max_body_size,
             timeouts,
+            signed_urls,
         }
+    }
+
+    /// `signed_urls:` of a route. Minting needs a verified client certificate, and the
+    /// signed request itself arrives without one: the server must ask for certificates
+    /// (`verify: on` or `optional`) and let a handshake without one finish
+    /// (`on_failure: http`).
+    fn signed_urls(
+        &mut self,
+        base: &str,
+        raw: raw::RawSignedUrls,
+        client_auth: &ClientAuthConfig,
+        server_base: &str,
+    ) -> Option<SignedUrlsConfig> {
+        let at = |key: &str| join_key(base, key);
+        let mut ok = true;
+        match client_auth.verify {
+            VerifyMode::On | VerifyMode::Optional => {}
+            other => {
+                self.error(
+                    base,
+                    format!(
+                        "signed URLs are minted for a verified client certificate, but \
+                         {server_base}.client_auth.verify is {}; use on or optional",
+                        other.as_str()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if client_auth.on_failure == OnFailure::Handshake {
+            self.error(
+                base,
+                format!(
+                    "a signed URL is loaded without a client certificate, which \
+                     {server_base}.client_auth.on_failure: handshake refuses during the TLS \
+                     handshake; set on_failure: http (requests without a certificate or a \
+                     valid signature still get nginx's 400 page)"
+                ),
+            );
+            ok = false;
+        }
+        let key_files = self.file_paths(&at("key_file"), Some(raw.key_file.clone()));
+        if raw.key_file.0.is_empty() {
+            self.error(&at("key_file"), "at least one key file is required");
+            ok = false;
+        }
+        for (k, path) in key_files.iter().enumerate() {
+            if key_files[..k].contains(path) {
+                self.error(
+                    &join_index(&at("key_file"), k),
+                    format!("{} is listed twice", path.display()),
+                );
+                ok = false;
+            }
+        }
+        let max_ttl = self.duration(&at("max_ttl"), raw.max_ttl.as_ref(), DEFAULT_SIGNED_URL_TTL);
+        if max_ttl > MAX_SIGNED_URL_TTL {
+            self.error(
+                &at("max_ttl"),
+                "must be at most 24h: a signed URL is a bearer token until it expires",
+            );
+            ok = false;
+        }
+        if max_ttl.subsec_nanos() != 0 {
+            self.error(&at("max_ttl"), "must be a whole number of seconds");
+            ok = false;
+        }
+        let bind = self.choice(
+            &at("bind"),
+            raw.bind.as_ref(),
+            &[
+                ("none", SignedUrlBind::None),
+                ("client_ip", SignedUrlBind::ClientIp),
+            ],
+            SignedUrlBind::None,
+        );
+        ok.then_some(SignedUrlsConfig {
+            key_files,
+            max_ttl,
+            bind,
+        })
     }
 
     fn route_match(&mut self, base: &str, raw: raw::RawMatch) -> RouteMatch {

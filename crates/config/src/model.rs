@@ -294,6 +294,32 @@ pub struct RouteConfig {
     /// default 1 MiB (`1m`), nginx's default.
     pub max_body_size: Option<u64>,
     pub timeouts: Timeouts,
+    /// `signed_urls:` — this route also accepts requests carrying a valid signed URL
+    /// instead of a client certificate. Default `None`.
+    pub signed_urls: Option<SignedUrlsConfig>,
+}
+
+/// `routes[].signed_urls:` — signed, expiring URLs for clients that cannot present the
+/// certificate (a `<video>` element), minted over mTLS at `POST /.certgate/sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedUrlsConfig {
+    /// `key_file`: one path or a list. Each file holds at least 32 random bytes, base64
+    /// encoded (`certgate certs url-key`). The first key signs new URLs; every key listed
+    /// verifies, so keys rotate by reload.
+    pub key_files: Vec<std::path::PathBuf>,
+    /// The longest lifetime a minted URL may have. Default 5m; at most 24h.
+    pub max_ttl: Duration,
+    /// Default `none`.
+    pub bind: SignedUrlBind,
+}
+
+/// `signed_urls.bind`: what else a signature is bound to, beyond path, expiry and identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignedUrlBind {
+    /// Usable from any client address until it expires.
+    None,
+    /// Usable only from the IP address that minted it.
+    ClientIp,
 }
 
 /// `match:` — at least one condition; all given must match.

@@ -83,6 +83,16 @@ pub(crate) struct RawRoute {
     pub headers: Option<OrderedMap<Scalar>>,
     pub max_body_size: Option<Scalar>,
     pub timeouts: Option<RawTimeouts>,
+    pub signed_urls: Option<RawSignedUrls>,
+}
+
+/// `signed_urls:` on a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSignedUrls {
+    pub key_file: OneOrMany<String>,
+    pub max_ttl: Option<Scalar>,
+    pub bind: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -992,5 +992,72 @@ fn bad_client_limits_name_the_key_and_line() {
     assert!(
         message.starts_with("gateway.yaml:1:1: underscores_in_headers:"),
         "{message}"
+fn signed_urls_defaults_lists_and_bind() {
+    let config = parse(&MINIMAL.replace(
+        "        upstream: app\n",
+        "        upstream: app\n        signed_urls: { key_file: keys/url.key }\n",
+    ));
+    assert_eq!(
+        config.servers[0].routes[0].signed_urls,
+        Some(SignedUrlsConfig {
+            key_files: vec![PathBuf::from("/etc/certgate/keys/url.key")],
+            max_ttl: Duration::from_secs(300),
+            bind: SignedUrlBind::None,
+        })
+    );
+    assert_eq!(parse(MINIMAL).servers[0].routes[0].signed_urls, None);
+    let config = parse(&MINIMAL.replace(
+        "        upstream: app\n",
+        "        upstream: app\n        signed_urls: { key_file: [new.key, /k/old.key], max_ttl: 2h, bind: client_ip }\n",
+    ));
+    let signed = config.servers[0].routes[0].signed_urls.clone().unwrap();
+    assert_eq!(
+        signed.key_files,
+        vec![
+            PathBuf::from("/etc/certgate/new.key"),
+            PathBuf::from("/k/old.key")
+        ]
+    );
+    assert_eq!(signed.max_ttl, Duration::from_secs(7200));
+    assert_eq!(signed.bind, SignedUrlBind::ClientIp);
+}
+
+#[test]
+fn signed_urls_errors_say_what_to_set() {
+    let with = |signed: &str, client_auth: &str| {
+        MINIMAL
+            .replace(
+                "        upstream: app\n",
+                &format!("        upstream: app\n        signed_urls: {signed}\n"),
+            )
+            .replace("client_auth: { ca: certs/ca.crt }", client_auth)
+    };
+    let ok_auth = "client_auth: { ca: certs/ca.crt }";
+    assert_eq!(
+        error(&with("{ key_file: k, max_ttl: 25h }", ok_auth)),
+        "gateway.yaml:8:37: servers[0].routes[0].signed_urls.max_ttl: must be at most 24h: a signed URL is a bearer token until it expires"
+    );
+    assert!(error(&with("{ key_file: k, bind: ip }", ok_auth))
+        .ends_with("signed_urls.bind: expected one of none, client_ip; found \"ip\""));
+    assert!(error(&with("{ key_file: [] }", ok_auth))
+        .ends_with("signed_urls.key_file: at least one key file is required"));
+    assert!(error(&with("{ key_file: [a, a] }", ok_auth))
+        .ends_with("signed_urls.key_file[1]: a is listed twice"));
+    assert!(error(&with("{ max_ttl: 5m }", ok_auth))
+        .ends_with("signed_urls.key_file: missing required key"));
+    let handshake = error(&with(
+        "{ key_file: k }",
+        "client_auth: { ca: certs/ca.crt, on_failure: handshake }",
+    ));
+    assert!(
+        handshake.contains(
+            "servers[0].routes[0].signed_urls: a signed URL is loaded without a client certificate"
+        ) && handshake.contains("set on_failure: http"),
+        "{handshake}"
+    );
+    let off = error(&with("{ key_file: k }", "client_auth: { verify: off }"));
+    assert!(
+        off.contains("servers[0].client_auth.verify is off; use on or optional"),
+        "{off}"
     );
 }

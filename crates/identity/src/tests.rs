@@ -1043,3 +1043,22 @@ fn anti_spoofing_covers_identity_headers_and_plan_names() {
         ["client-cert", "client-cert-chain", "x-client-cn"]
     );
 }
+
+#[test]
+fn a_signed_request_carries_the_minting_certificate_with_verify_signed() {
+    let fixture = latin_fixture();
+    let mtls = identity(&fixture, VerifyResult::Success);
+    let signed = identity(&fixture, VerifyResult::Signed);
+    assert_eq!(var(&signed, Variable::SslClientVerify), "SIGNED");
+    assert_eq!(VerifyResult::Signed.to_string(), "SIGNED");
+    // Every certificate value is the one an mTLS request of that certificate gets,
+    // including those that exist only for a certificate certgate vouches for.
+    for v in Variable::ALL
+        .iter()
+        .filter(|v| **v != Variable::SslClientVerify)
+    {
+        assert_eq!(var(&signed, *v), var(&mtls, *v), "{v}");
+    }
+    assert!(!var(&signed, Variable::SslClientXfcc).is_empty());
+    assert!(!var(&signed, Variable::SslClientCertRfc9440).is_empty());
+}

@@ -23,6 +23,9 @@ pub enum VerifyResult {
     Failed(String),
     /// No certificate was sent: `NONE`.
     None,
+    /// No certificate on this connection, but a valid signed URL minted over mTLS by the
+    /// certificate this identity carries: `SIGNED` (certgate's signed URLs).
+    Signed,
 }
 
 impl fmt::Display for VerifyResult {
@@ -31,6 +34,7 @@ impl fmt::Display for VerifyResult {
             VerifyResult::Success => f.write_str("SUCCESS"),
             VerifyResult::Failed(reason) => write!(f, "FAILED:{reason}"),
             VerifyResult::None => f.write_str("NONE"),
+            VerifyResult::Signed => f.write_str("SIGNED"),
         }
     }
 }
@@ -184,11 +188,13 @@ impl Identity {
     fn var_str(&self, v: Variable) -> Option<&str> {
         let cert = self.cert.as_deref();
         let from_cert = |f: fn(&ClientCert) -> &str| Some(cert.map_or("", f));
-        let verified = matches!(self.verify, VerifyResult::Success);
+        // A signed URL carries a certificate that was verified when the URL was minted.
+        let verified = matches!(self.verify, VerifyResult::Success | VerifyResult::Signed);
         match v {
             Variable::SslClientVerify => match &self.verify {
                 VerifyResult::Success => Some("SUCCESS"),
                 VerifyResult::None => Some("NONE"),
+                VerifyResult::Signed => Some("SIGNED"),
                 VerifyResult::Failed(_) => None,
             },
             Variable::SslClientSDn => from_cert(ClientCert::subject_dn),

@@ -76,6 +76,13 @@ pub enum PkiError {
     /// A session ticket key file does not hold exactly 80 bytes (nginx's format).
     #[error("{}: expected 80 bytes, found {found}", path.display())]
     TicketKeyLength { path: PathBuf, found: usize },
+    /// A signed-URL key file is not base64 text of at least 32 bytes.
+    #[error(
+        "{}: {reason}; expected at least 32 random bytes, base64 encoded \
+         (`certgate certs url-key -o FILE` or `openssl rand -base64 32 > FILE`)",
+        path.display()
+    )]
+    UrlKey { path: PathBuf, reason: String },
 }
 
 impl PkiError {

@@ -3,7 +3,7 @@
 //! client-certificate verifier the listeners use ([`client_verifier`]), the server-certificate
 //! verifiers for TLS upstreams ([`upstream_verifier`]), and the certificate-issuing tooling
 //! behind `certgate certs` ([`issue`], [`p12`]), and session tickets sealed with keys shared
-//! between processes ([`tickets`]).
+//! between processes ([`tickets`]), and the HMAC keys of signed URLs ([`url_keys`]).
 //!
 //! Only [`load`] (and the issuing tooling) touches the file system; verification works on
 //! DER bytes handed to it, so it is pure and can be swapped atomically on reload.
@@ -24,6 +24,7 @@ mod sig;
 mod testpki;
 pub mod tickets;
 pub mod upstream_verifier;
+pub mod url_keys;
 pub mod verify;
 
 pub use client_verifier::{ClientAuthMode, ClientAuthVerifier};
@@ -35,4 +36,5 @@ pub use tickets::{load_ticket_key, TicketKeys, TicketKeysError};
 pub use upstream_verifier::{
     ChainTooLong, NoUpstreamVerification, UpstreamVerifier, UpstreamVerifierError,
 };
+pub use url_keys::{load_url_key, UrlKeys, UrlKeysError};
 pub use verify::{ChainVerifier, Verification, VerifiedChain, VerifyFailure};

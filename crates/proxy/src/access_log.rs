@@ -385,7 +385,7 @@ fn push_escaped_nginx(out: &mut String, s: &str) {
     }
 }
 
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

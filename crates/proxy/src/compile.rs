@@ -69,6 +69,9 @@ pub struct CompiledServer {
     pub alpn_h2: bool,
     /// `underscores_in_headers`: keep client headers whose names contain `_`.
     pub underscores_in_headers: bool,
+    /// Some route has `signed_urls`: the server answers `POST /.certgate/sign` and checks
+    /// signed requests that arrive without a certificate.
+    pub signs: bool,
 }
 
 pub struct CompiledRoute {
@@ -83,6 +86,8 @@ pub struct CompiledRoute {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub send_timeout: Duration,
+    /// `signed_urls`, with its keys loaded.
+    pub signed: Option<crate::signed::SignedRoute>,
 }
 
 pub enum Balancer {
@@ -389,6 +394,20 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 }
             }
             let allow = AllowList::new(route.allow.iter().map(normalize_allow_rule).collect());
+            let signed = match &route.signed_urls {
+                None => None,
+                Some(signed) => match load_url_keys(config, &rkey, signed) {
+                    Ok(keys) => Some(crate::signed::SignedRoute {
+                        keys,
+                        max_ttl: signed.max_ttl.as_secs(),
+                        bind_client_ip: signed.bind == certgate_config::SignedUrlBind::ClientIp,
+                    }),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        continue;
+                    }
+                },
+            };
             routes.push(CompiledRoute {
                 matcher,
                 label: route_label(route, ri),
@@ -400,6 +419,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 connect_timeout: route.timeouts.connect,
                 read_timeout: route.timeouts.read,
                 send_timeout: route.timeouts.send,
+                signed,
             });
         }
 
@@ -416,6 +436,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 on_failure: server.client_auth.on_failure,
                 chain_verifier,
                 header_plan,
+                signs: routes.iter().any(|r| r.signed.is_some()),
                 routes,
                 alpn_h2: server.tls.alpn.contains(&certgate_config::Alpn::H2),
                 underscores_in_headers: config.client_limits.underscores_in_headers,
@@ -745,6 +766,39 @@ fn load_chain_verifier(
 /// `tls.session_ticket_keys`: every file read (exactly 80 bytes each), an error located
 /// at the file's list entry otherwise; `None` without keys. Messages name files and sizes,
 /// never key bytes.
+/// Reads a route's `signed_urls.key_file` list; errors name the file's list entry.
+fn load_url_keys(
+    config: &Config,
+    rkey: &str,
+    signed: &certgate_config::SignedUrlsConfig,
+) -> Result<Arc<certgate_pki::UrlKeys>, Vec<ConfigError>> {
+    let at = |i: usize| format!("{rkey}.signed_urls.key_file[{i}]");
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    for (i, path) in signed.key_files.iter().enumerate() {
+        match certgate_pki::load_url_key(path) {
+            Ok(bytes) => files.push(bytes),
+            Err(e) => errors.push(config.error_at(&at(i), e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match certgate_pki::UrlKeys::new(files) {
+        Ok(keys) => Ok(Arc::new(keys)),
+        Err(certgate_pki::UrlKeysError::Duplicate { first, second }) => Err(vec![config.error_at(
+            &at(second),
+            format!("holds the same key as key_file[{first}]; generate each key separately"),
+        )]),
+        Err(e) => {
+            Err(vec![config.error_at(
+                &format!("{rkey}.signed_urls.key_file"),
+                e.to_string(),
+            )])
+        }
+    }
+}
+
 fn load_ticket_keys(
     config: &Config,
     key: &str,

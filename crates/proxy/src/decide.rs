@@ -1,11 +1,13 @@
 //! The decide phase: every check that can refuse a request before anything is sent
 //! upstream — SNI and Host naming the same server (421), the server's client-certificate
 //! policy (nginx's 400 pages), the route (404), per-route certificate requirement and
-//! `allow` rules (403), a declared `Content-Length` over `max_body_size` (413), and
-//! `CONNECT` (405: a reverse proxy opens no tunnels).
+//! `allow` rules (403), signed URLs on routes with `signed_urls` (403 when not valid) and
+//! the minting endpoint (a verified certificate required), a declared `Content-Length` over
+//! `max_body_size` (413), and `CONNECT` (405: a reverse proxy opens no tunnels).
 //! Pure: reads the request head, the connection's identity and the configuration.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use certgate_config::VerifyMode;
@@ -22,8 +24,14 @@ pub struct Decision {
     pub server_index: usize,
     pub route_index: usize,
     /// The connection's identity, re-bound to the server and generation of this decision
-    /// when a reload happened since the handshake.
+    /// when a reload happened since the handshake; for a signed request, the identity of
+    /// the certificate that minted the URL.
     pub conn: Arc<ConnectionIdentity>,
+    /// `POST /.certgate/sign`: answered by the gateway itself ([`crate::signed::mint`]);
+    /// `route_index` means nothing then.
+    pub mint: bool,
+    /// The request carried a valid signed URL.
+    pub signed: bool,
 }
 
 impl Decision {
@@ -41,6 +49,8 @@ pub struct Refusal {
     pub rejection: Rejection,
     pub server_index: Option<usize>,
     pub route_index: Option<usize>,
+    /// Why a signed URL was refused.
+    pub signed_failure: Option<crate::signed::Failure>,
 }
 
 /// Host (HTTP/1.1) or :authority (HTTP/2), without port or trailing dot, lower-cased;
@@ -77,16 +87,19 @@ pub fn is_grpc(head: &Parts) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Decides `head` on a connection with identity `conn`, under configuration `state`.
+/// Decides `head` from `remote` on a connection with identity `conn`, under configuration
+/// `state`.
 pub fn decide(
     state: &State,
     conn: &Arc<ConnectionIdentity>,
     head: &Parts,
+    remote: Option<IpAddr>,
 ) -> Result<Decision, Refusal> {
     let refuse = |rejection, server_index, route_index| Refusal {
         rejection,
         server_index,
         route_index,
+        signed_failure: None,
     };
     let compiled = &state.compiled;
     let mut server_index = conn.server;
@@ -123,8 +136,12 @@ pub fn decide(
 
     let cert_sent = conn.cert_sent();
     let verified = matches!(conn.verify, VerifyResult::Success);
+    // A signed URL stands in for a missing certificate, never for one that failed.
+    let signature = server.signs && crate::signed::has_signature(head);
     match server.verify {
-        VerifyMode::On if !cert_sent => return Err(at_server(Rejection::NoCertificate)),
+        VerifyMode::On if !cert_sent && !signature => {
+            return Err(at_server(Rejection::NoCertificate))
+        }
         VerifyMode::On | VerifyMode::Optional if cert_sent && !verified => {
             return Err(at_server(Rejection::BadCertificate))
         }
@@ -145,6 +162,30 @@ pub fn decide(
         return Err(at_server(Rejection::MethodNotAllowed));
     }
     let path = head.uri.path();
+    let rebound = || {
+        if server_index != conn.server || conn.generation != state.generation {
+            Arc::new(conn.for_server(server_index, state.generation))
+        } else {
+            conn.clone()
+        }
+    };
+    if server.signs && path == crate::signed::MINT_PATH {
+        // Minting needs the certificate itself, verified, whatever the server's mode.
+        if !verified {
+            return Err(at_server(if cert_sent {
+                Rejection::BadCertificate
+            } else {
+                Rejection::NoCertificate
+            }));
+        }
+        return Ok(Decision {
+            server_index,
+            route_index: 0,
+            conn: rebound(),
+            mint: true,
+            signed: false,
+        });
+    }
     let Some(route_index) = server
         .routes
         .iter()
@@ -154,13 +195,47 @@ pub fn decide(
     };
     let route = &server.routes[route_index];
     let at_route = |rejection| refuse(rejection, Some(server_index), Some(route_index));
-    if route.require_client_cert && server.verify != VerifyMode::Off && !cert_sent {
-        return Err(at_route(Rejection::NoCertificate));
+    let mut signed_conn = None;
+    if signature {
+        let now = u64::try_from(crate::compile::unix_now()).unwrap_or(0);
+        let checked = crate::signed::verify(route, server, head, remote, now).and_then(|der| {
+            // Parsed only once the tag proved certgate wrote these bytes.
+            let signed = conn
+                .signed_identity(&der, server_index, state.generation)
+                .map_err(|_| crate::signed::Failure::Malformed)?;
+            let cert = signed
+                .cert
+                .as_deref()
+                .ok_or(crate::signed::Failure::Malformed)?;
+            crate::signed::admit(route, cert, now)?;
+            Ok(signed)
+        });
+        match checked {
+            Ok(signed) => signed_conn = Some(signed),
+            // Not a signed route: the URL is the application's business, and the request
+            // needs a certificate like any other.
+            Err(crate::signed::Failure::NotSignedRoute) => {
+                if server.verify == VerifyMode::On && !cert_sent {
+                    return Err(at_server(Rejection::NoCertificate));
+                }
+            }
+            Err(failure) => {
+                return Err(Refusal {
+                    signed_failure: Some(failure),
+                    ..at_route(Rejection::SignedUrl)
+                })
+            }
+        }
     }
-    if !route.allow.is_empty() {
-        let allowed = verified && conn.cert.as_ref().is_some_and(|c| route.allow.allows(c));
-        if !allowed {
-            return Err(at_route(Rejection::Forbidden));
+    if signed_conn.is_none() {
+        if route.require_client_cert && server.verify != VerifyMode::Off && !cert_sent {
+            return Err(at_route(Rejection::NoCertificate));
+        }
+        if !route.allow.is_empty() {
+            let allowed = verified && conn.cert.as_ref().is_some_and(|c| route.allow.allows(c));
+            if !allowed {
+                return Err(at_route(Rejection::Forbidden));
+            }
         }
     }
     if route.max_body_size > 0 {
@@ -174,14 +249,12 @@ pub fn decide(
             return Err(at_route(Rejection::TooLarge));
         }
     }
-    let conn = if server_index != conn.server || conn.generation != state.generation {
-        Arc::new(conn.for_server(server_index, state.generation))
-    } else {
-        conn.clone()
-    };
+    let signed = signed_conn.is_some();
     Ok(Decision {
         server_index,
         route_index,
-        conn,
+        conn: signed_conn.unwrap_or_else(rebound),
+        mint: false,
+        signed,
     })
 }

@@ -9,7 +9,8 @@
 //! - [`connection`] one hyper connection per client connection, idle and shutdown closes;
 //! - [`request`] one request through the phases: [`decide`] (reject, route with [`routes`],
 //!   authorize), [`forward`] (strip, then set headers), [`upstream`] (pools, TLS, the
-//!   exchange), [`responses`] (pages and gRPC statuses the gateway writes), [`record`]
+//!   exchange), [`responses`] (pages and gRPC statuses the gateway writes), [`signed`]
+//!   (signed URLs: the minting endpoint and the check of signed requests), [`record`]
 //!   (metrics and the access log, when the response [`body`] is done).
 //!
 //! Around it: [`compile`] turns a validated config into the runtime model (loads every
@@ -38,6 +39,7 @@ pub mod request;
 pub mod responses;
 pub mod routes;
 pub mod shutdown;
+pub mod signed;
 pub mod tls;
 pub mod tls_metrics;
 pub mod upstream;

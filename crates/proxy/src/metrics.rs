@@ -95,6 +95,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub verifications: IntCounterVec,
     pub authz_denied: IntCounterVec,
+    /// Signed URLs minted and signed requests checked, by result.
+    pub signed_urls: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub config_reloads: IntCounterVec,
     pub connections_active: IntGaugeVec,
@@ -170,6 +172,14 @@ impl Metrics {
             "certgate_authz_denied_total",
             "Requests refused with 403 by a route's allow rules.",
             &["server", "route"],
+        );
+        let signed_urls = counter(
+            &registry,
+            "certgate_signed_url_requests_total",
+            "Signed URLs minted (result=minted) and signed requests checked (result=ok, or why \
+             one was refused with 403: expired, bad_signature, unknown_key, malformed, \
+             over_max_ttl, outside_prefix, not_allowed, method).",
+            &["server", "route", "result"],
         );
         let cert_expiry = GaugeVec::new(
             Opts::new(
@@ -249,6 +259,7 @@ impl Metrics {
             tls_handshakes,
             verifications,
             authz_denied,
+            signed_urls,
             cert_expiry,
             config_reloads,
             connections_active,

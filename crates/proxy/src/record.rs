@@ -62,6 +62,8 @@ pub struct Record {
     pub in_flight: InFlight,
     /// Keeps the connection from counting as idle until the response is done.
     pub busy: crate::activity::Busy,
+    /// Why a signed URL was refused: logged as `$ssl_client_verify` `SIGNED_FAILED:<why>`.
+    pub signed_failure: Option<crate::signed::Failure>,
 }
 
 impl crate::body::OnDone for Record {
@@ -98,19 +100,28 @@ impl Record {
         let conn = &self.conn;
         let s_dn = conn.cert.as_ref().map_or("", |cert| cert.subject_dn());
         let verify_text;
-        let verify = match &conn.verify {
-            VerifyResult::Success => "SUCCESS",
-            VerifyResult::None => "NONE",
-            VerifyResult::Failed(reason) => {
-                verify_text = format!("FAILED:{reason}");
+        let verify = match (&conn.verify, self.signed_failure) {
+            (_, Some(failure)) => {
+                verify_text = format!("SIGNED_FAILED:{}", failure.as_str());
                 verify_text.as_str()
             }
+            (verify, None) => match verify {
+                VerifyResult::Success => "SUCCESS",
+                VerifyResult::None => "NONE",
+                VerifyResult::Signed => "SIGNED",
+                VerifyResult::Failed(reason) => {
+                    verify_text = format!("FAILED:{reason}");
+                    verify_text.as_str()
+                }
+            },
         };
         let uri = logged
             .uri
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or_else(|| logged.uri.path());
+        // A signed URL is a credential until it expires: never written to the log.
+        let uri = crate::signed::redact(uri);
         let text = |value: &Option<HeaderValue>| {
             value
                 .as_ref()
@@ -134,7 +145,7 @@ impl Record {
             time: SystemTime::now(),
             remote_addr: self.remote,
             method: logged.method.as_str(),
-            uri,
+            uri: &uri,
             protocol,
             status: self.status,
             body_bytes_sent: usize::try_from(body_bytes_sent).unwrap_or(usize::MAX),

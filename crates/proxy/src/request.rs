@@ -63,6 +63,7 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
             .then(|| Logged::from_head(&head)),
         in_flight: crate::metrics::InFlight::new(&conn.shared.metrics.requests_in_flight),
         busy: conn.activity.begin(),
+        signed_failure: None,
     })));
 
     if let Some(violation) = conn.activity.violation() {
@@ -83,10 +84,13 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     }
 
     // Decide.
-    let decision = match decide::decide(&state, &conn.identity, &head) {
+    let decision = match decide::decide(&state, &conn.identity, &head, Some(conn.remote.ip())) {
         Ok(decision) => decision,
         Err(refusal) => return refuse(conn, pending, refusal, body, is_grpc),
     };
+    if decision.mint {
+        return mint(conn, pending, &decision, &head);
+    }
     let (Some(server), Some(route)) = (decision.server(&state), decision.route(&state)) else {
         return respond(pending, responses::error_page(500, is_grpc));
     };
@@ -94,6 +98,12 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         record.server_index = Some(decision.server_index);
         record.route_index = Some(decision.route_index);
         record.conn = decision.conn.clone();
+    }
+
+    if decision.signed {
+        // The signature is certgate's: the upstream sees the path and its own parameters.
+        head.uri = crate::signed::strip(&head.uri);
+        count_signed(conn, server, route, "ok");
     }
 
     // Pick the upstream server.
@@ -239,6 +249,64 @@ fn close(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
     response
 }
 
+/// Counts one signed-URL outcome in `certgate_signed_url_requests_total`.
+fn count_signed(
+    conn: &Connection,
+    server: &crate::compile::CompiledServer,
+    route: &crate::compile::CompiledRoute,
+    result: &str,
+) {
+    conn.shared
+        .metrics
+        .signed_urls
+        .with_label_values(&[server.name.as_str(), route.label.as_str(), result])
+        .inc();
+}
+
+/// `POST /.certgate/sign`, answered here; never forwarded.
+fn mint(
+    conn: &Connection,
+    mut pending: Pending,
+    decision: &Decision,
+    head: &http::request::Parts,
+) -> Response<ResponseBody> {
+    let state = conn.shared.current.load_full();
+    let Some(server) = decision.server(&state) else {
+        return respond(pending, responses::error_page(500, false));
+    };
+    let host = decide::request_host(head);
+    let now = u64::try_from(crate::compile::unix_now()).unwrap_or(0);
+    let minted = crate::signed::mint(
+        server,
+        &decision.conn,
+        head,
+        &host,
+        Some(conn.remote.ip()),
+        now,
+    );
+    let route = minted.route_index.and_then(|r| server.routes.get(r));
+    if let Some(record) = pending.record() {
+        record.server_index = Some(decision.server_index);
+        record.conn = decision.conn.clone();
+        if minted.denied {
+            let handles = record.state.handles.server(Some(decision.server_index));
+            if let Some(denied) = minted.route_index.and_then(|r| handles.routes.get(r)) {
+                denied.authz_denied.inc();
+            }
+        }
+    }
+    if let (Some(route), true) = (route, minted.response.status() == StatusCode::OK) {
+        count_signed(conn, server, route, "minted");
+        tracing::debug!(
+            server = %server.name,
+            route = %route.label,
+            subject = decision.conn.cert.as_ref().map_or("", |c| c.subject_dn()),
+            "minted a signed URL"
+        );
+    }
+    respond(pending, minted.response)
+}
+
 fn refuse(
     conn: &Connection,
     mut pending: Pending,
@@ -249,6 +317,28 @@ fn refuse(
     if let Some(record) = pending.record() {
         record.server_index = refusal.server_index;
         record.route_index = refusal.route_index;
+        record.signed_failure = refusal.signed_failure;
+        if let Some(failure) = refusal.signed_failure {
+            let server = record
+                .state
+                .compiled
+                .servers
+                .get(refusal.server_index.unwrap_or(usize::MAX));
+            if let Some((server, route)) = server.and_then(|s| {
+                s.routes
+                    .get(refusal.route_index.unwrap_or(usize::MAX))
+                    .map(|r| (s, r))
+            }) {
+                count_signed(conn, server, route, failure.as_str());
+                tracing::debug!(
+                    server = %server.name,
+                    route = %route.label,
+                    remote = %conn.remote,
+                    "refused a signed URL: {}",
+                    failure.as_str()
+                );
+            }
+        }
         if refusal.rejection == Rejection::Forbidden {
             let server = record.state.handles.server(refusal.server_index);
             if let Some(route) = refusal.route_index.and_then(|r| server.routes.get(r)) {

@@ -13,6 +13,8 @@ pub enum Rejection {
     NoCertificate,
     BadCertificate,
     Forbidden,
+    /// A signed URL that is expired, altered, foreign or for another path (403).
+    SignedUrl,
     Misdirected,
     NoRoute,
     TooLarge,
@@ -25,7 +27,7 @@ impl Rejection {
     pub fn status(self) -> u16 {
         match self {
             Rejection::NoCertificate | Rejection::BadCertificate => 400,
-            Rejection::Forbidden => 403,
+            Rejection::Forbidden | Rejection::SignedUrl => 403,
             Rejection::Misdirected => 421,
             Rejection::NoRoute => 404,
             Rejection::TooLarge => 413,
@@ -48,6 +50,7 @@ impl Rejection {
             Rejection::NoCertificate => (16, "client certificate required"),
             Rejection::BadCertificate => (16, "client certificate verification failed"),
             Rejection::Forbidden => (7, "client certificate not allowed"),
+            Rejection::SignedUrl => (7, "signed URL not valid"),
             Rejection::Misdirected => (3, "misdirected request"),
             Rejection::NoRoute => (12, "no route"),
             Rejection::TooLarge => (8, "request too large"),

@@ -36,6 +36,10 @@ pub struct ConnectionIdentity {
     prepared: OnceLock<(Identity, PreparedHeaders)>,
     /// Keeps `certgate_connections_active` counted while the connection lives.
     active: Option<Arc<crate::metrics::ActiveConnection>>,
+    /// The identity of the last signed URL used on this connection: a player's Range
+    /// requests reuse it (certificate parsed and headers prepared once), after their
+    /// signature has been checked again.
+    last_signed: std::sync::Mutex<Option<Arc<ConnectionIdentity>>>,
 }
 
 impl ConnectionIdentity {
@@ -53,6 +57,59 @@ impl ConnectionIdentity {
             cipher: self.cipher.clone(),
             prepared: OnceLock::new(),
             active: self.active.clone(),
+            last_signed: Default::default(),
+        }
+    }
+
+    /// The identity of a request carrying a valid signed URL whose certificate is
+    /// `leaf_der` (already authenticated by the URL's signature): the one the previous
+    /// signed request on this connection used when it is the same certificate, server and
+    /// configuration generation, else parsed anew.
+    pub fn signed_identity(
+        &self,
+        leaf_der: &[u8],
+        server: usize,
+        generation: u64,
+    ) -> Result<Arc<ConnectionIdentity>, certgate_identity::IdentityError> {
+        if let Ok(last) = self.last_signed.lock() {
+            if let Some(last) = last.as_ref().filter(|last| {
+                last.server == server
+                    && last.generation == generation
+                    && last.cert.as_ref().is_some_and(|c| c.leaf_der() == leaf_der)
+            }) {
+                return Ok(last.clone());
+            }
+        }
+        let cert = Arc::new(ClientCert::from_chain(&[leaf_der])?);
+        let identity = Arc::new(self.signed(cert, server, generation));
+        if let Ok(mut last) = self.last_signed.lock() {
+            *last = Some(identity.clone());
+        }
+        Ok(identity)
+    }
+
+    /// The identity of a request carrying a valid signed URL: this connection's TLS facts
+    /// (protocol, cipher, SNI, peer address) with the certificate that minted the URL and
+    /// `$ssl_client_verify` = `SIGNED`.
+    pub fn signed(
+        &self,
+        cert: Arc<ClientCert>,
+        server: usize,
+        generation: u64,
+    ) -> ConnectionIdentity {
+        ConnectionIdentity {
+            server,
+            generation,
+            listen: self.listen,
+            sni: self.sni.clone(),
+            verify: VerifyResult::Signed,
+            verify_code: None,
+            cert: Some(cert),
+            protocol: self.protocol.clone(),
+            cipher: self.cipher.clone(),
+            prepared: OnceLock::new(),
+            active: self.active.clone(),
+            last_signed: Default::default(),
         }
     }
 
@@ -204,7 +261,8 @@ impl Identify {
         handles.handshake_success.inc();
         match &verify {
             VerifyResult::Success => handles.verify_success.inc(),
-            VerifyResult::None => handles.verify_none.inc(),
+            // Only requests are signed, never a handshake.
+            VerifyResult::None | VerifyResult::Signed => handles.verify_none.inc(),
             VerifyResult::Failed(_) => handles.verify_failed(
                 &state.handles.metrics,
                 verify_code.map_or("", certgate_pki::verify::error_string),
@@ -233,6 +291,7 @@ impl Identify {
             cipher: certgate_identity::openssl_cipher_name(cipher),
             prepared: OnceLock::new(),
             active,
+            last_signed: Default::default(),
         }))
     }
 }

@@ -61,6 +61,11 @@ pub fn watched_files(config: &Config) -> BTreeSet<PathBuf> {
         files.extend(auth.ca.iter().cloned());
         files.extend(auth.trusted_ca.iter().cloned());
         files.extend(auth.crl.iter().cloned());
+        for route in &server.routes {
+            if let Some(signed) = &route.signed_urls {
+                files.extend(signed.key_files.iter().cloned());
+            }
+        }
     }
     for upstream in config.upstreams.values() {
         if let Some(tls) = &upstream.tls {
