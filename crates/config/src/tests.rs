@@ -992,6 +992,10 @@ fn bad_client_limits_name_the_key_and_line() {
     assert!(
         message.starts_with("gateway.yaml:1:1: underscores_in_headers:"),
         "{message}"
+    );
+}
+
+#[test]
 fn signed_urls_defaults_lists_and_bind() {
     let config = parse(&MINIMAL.replace(
         "        upstream: app\n",
