@@ -386,6 +386,8 @@ class MediaBackend:
                 "content_range": resp.headers.get("Content-Range"),
                 "content_length": resp.content_length,
                 "subject": request.headers.get("X-SSL-Client-S-DN"),
+                "verify": request.headers.get("X-SSL-Client-Verify"),
+                "query": request.query_string.decode("latin-1"),
                 "sent": 0,
                 "finished": False,
             }

@@ -213,3 +213,59 @@ def test_video_on_another_origins_page_needs_the_certificate(gw, media, homes, u
     assert media.requests()[before:] == [], "a media request without certificate was forwarded"
     # certgate's access log: the media request, answered 400, no identity.
     assert re.search(r'"GET /media/clip\.webm HTTP/[0-9.]+" 400 .* "-" NONE ', gw.log()), gw.log()
+
+
+@pytest.fixture(scope="module")
+def signed_gw(module_gateway_factory, pki, media, work):
+    """certgate with /media/ under signed_urls in front of the browser's media backend."""
+    import e2e_servers as S
+    from e2e_signed import url_key
+
+    key = url_key(work / "url.key")
+    config = S.gateway_config(
+        pki, S.free_port(), media.port,
+        routes=[
+            {"match": {"path_prefix": "/media/"}, "upstream": "app",
+             "signed_urls": {"key_file": str(key), "max_ttl": "5m"}},
+            {"match": {"path_prefix": "/"}, "upstream": "app"},
+        ],
+    )
+    return module_gateway_factory(config)
+
+
+def test_a_video_without_a_certificate_plays_and_seeks_a_signed_url(
+        signed_gw, media, homes, user, work, pki):
+    """The Electron renderer case: the page and its <video> have no client certificate; the
+    holder of the certificate minted the URL over mTLS. The video plays and seeks on it, the
+    backend sees the minting identity with X-SSL-Client-Verify: SIGNED and never the
+    signature; the same URL with its expiry altered is refused."""
+    import requests
+
+    minted = requests.post(
+        f"{signed_gw.url}/.certgate/sign", params={"path": "/media/clip.webm", "ttl": "120"},
+        cert=(str(user.chain), str(user.key)), verify=str(pki.ca_crt), timeout=30)
+    assert minted.status_code == 200, minted.text
+    url = minted.json()["absolute_url"]
+    page = f"http://127.0.0.1:{media.port}/page?seek=3.5&range=none&src={requests.utils.quote(url, safe='')}"
+    before = len(media.requests())
+    r = C.browse(page, home=homes["without"], workdir=work, wait_for_report=True)
+    assert r.error is None, r
+    assert "videoError" not in r.report, r.report
+    assert r.report["playedTo"] >= 4.0, r.report
+    seen = media.requests()[before:]
+    assert seen, "no media request reached the backend"
+    assert all(q["subject"] == user.obj.subject.rfc4514_string() for q in seen), seen
+    assert all(q["verify"] == "SIGNED" for q in seen), seen
+    assert all("cg_" not in q["query"] for q in seen), seen
+    # Seeking: Range requests past the start, answered 206.
+    assert any(q["status"] == 206 and C.parse_range(q["range"])[0] > 0 for q in seen), seen
+
+    # Altered: the same URL with a later expiry is a 403 and the video fails.
+    exp = re.search(r"cg_exp=(\d+)", url).group(1)
+    forged = url.replace(f"cg_exp={exp}", f"cg_exp={int(exp) + 3600}")
+    page = f"http://127.0.0.1:{media.port}/page?seek=3.5&range=none&src={requests.utils.quote(forged, safe='')}"
+    before = len(media.requests())
+    no = C.browse(page, home=homes["without"], workdir=work, wait_for_report=True)
+    assert no.error is None, no
+    assert "videoError" in no.report, no.report
+    assert media.requests()[before:] == [], "an altered signed URL was forwarded"
