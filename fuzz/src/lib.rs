@@ -533,3 +533,7 @@ fn verify_agrees(verifier: &ChainVerifier, chain: &[CertificateDer<'_>]) {
     // Again: a memoised success must not change the answer.
     assert_eq!(verifier.verify(chain, now).is_ok(), fast.is_ok());
 }
+
+// ---------------------------------------------------------------------------------------
+// nginx_import: the target for the nginx-configuration importer (crates/nginx-import,
+// `parse(name, text)`) goes here once that crate is merged; see docs/fuzzing.md.

@@ -67,6 +67,8 @@ fn pki_crl_inputs() {
     replay("pki_crl", certgate_fuzz::pki_crl);
 }
 
+// nginx_import: its replay goes here with the target (docs/fuzzing.md).
+
 /// The seeds reach the code behind the parsers, not only their error paths: the checks
 /// that run on accepted input (DN round trips, header rendering, verification) run on
 /// them. `crl_only.pem` is the one seed of `pki_pem` meant to be refused; `fragment_*`
