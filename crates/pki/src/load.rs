@@ -77,7 +77,7 @@ pub fn parse_certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'stat
         expected: "certificate",
         found,
     };
-    if is_blank(&bytes) {
+    if is_blank(bytes) {
         return Err(not_found(" (the file is empty)".into()));
     }
     let certs: Vec<CertificateDer<'static>> = if is_pem(bytes) {
