@@ -158,7 +158,9 @@ fn syntax_error(error: &serde_yaml::Error, file: &Path, index: &LocationIndex) -
             }
             (location.line(), location.column())
         }
-        None => (0, 0),
+        // serde_yaml has no position for "more than one document"; the index knows
+        // where the text goes on after the first one.
+        None => index.after_first_document().unwrap_or((0, 0)),
     };
     ConfigError {
         location: Location {

@@ -18,6 +18,10 @@ pub(crate) struct LocationIndex {
     /// The first key written twice in one mapping, at its second occurrence:
     /// serde_yaml rejects such files but only points at the mapping.
     first_duplicate: Option<Duplicate>,
+    /// Where the text goes on after the first YAML document: the start of a second
+    /// document, else where yaml-rust2 stopped reading, else the first document's end.
+    /// serde_yaml rejects multi-document files without saying where.
+    after_first_document: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +44,28 @@ impl LocationIndex {
             ..Builder::default()
         };
         let mut parser = Parser::new_from_str(source);
-        // Only the first document: serde_yaml rejects multi-document files anyway.
-        let _partial = parser.load(&mut builder, false);
+        // Only the first document is indexed (serde_yaml rejects multi-document files);
+        // reading on finds where a second one starts, for that error.
+        let stopped = parser
+            .load(&mut builder, true)
+            .err()
+            .map(|e| (e.marker().line(), e.marker().col() + 1));
         LocationIndex {
             positions: builder.positions,
             first_duplicate: builder.first_duplicate,
+            after_first_document: builder
+                .second_document
+                .or(stopped)
+                .or(builder.first_document_end),
         }
     }
 
     pub(crate) fn first_duplicate(&self) -> Option<&Duplicate> {
         self.first_duplicate.as_ref()
+    }
+
+    pub(crate) fn after_first_document(&self) -> Option<(usize, usize)> {
+        self.after_first_document
     }
 
     /// The position of `key_path`, else of its nearest indexed parent, else 1:1.
@@ -120,6 +136,10 @@ struct Builder<'a> {
     first_duplicate: Option<Duplicate>,
     /// Byte offset where each line starts.
     line_starts: Vec<usize>,
+    /// Documents started so far; events of any but the first are not indexed.
+    documents: usize,
+    second_document: Option<(usize, usize)>,
+    first_document_end: Option<(usize, usize)>,
 }
 
 impl Builder<'_> {
@@ -233,6 +253,21 @@ impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, event: Event, marker: Marker) {
         // yaml-rust2 lines count from 1 and columns from 0; errors count both from 1.
         let position = (marker.line(), marker.col() + 1);
+        match event {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents == 2 {
+                    self.second_document = Some(position);
+                }
+            }
+            Event::DocumentEnd if self.documents == 1 => {
+                self.first_document_end.get_or_insert(position);
+            }
+            _ => {}
+        }
+        if self.documents > 1 {
+            return;
+        }
         match event {
             Event::Scalar(text, ..) => self.scalar(Some(text), position),
             Event::Alias(_) => self.scalar(None, position),

@@ -157,6 +157,30 @@ fn yaml_syntax_errors_carry_file_line_and_column() {
     );
 }
 
+/// Found by the `config_yaml` fuzz target (fuzz/regressions/config_yaml/): serde_yaml
+/// gives this error no position, and it printed as file-level.
+#[test]
+fn a_second_yaml_document_is_located_where_it_starts() {
+    let text = format!("{MINIMAL}---\nservers: []\n");
+    let line = text.lines().count() - 1;
+    assert_eq!(
+        error(&text),
+        format!(
+            "gateway.yaml:{line}:1: invalid YAML: deserializing from YAML containing more than one document is not supported"
+        )
+    );
+    assert_eq!(
+        error("a: 1\n...\n%YAML 1.2\n---\nb: 2\n"),
+        "gateway.yaml:4:1: invalid YAML: deserializing from YAML containing more than one document is not supported"
+    );
+    // libyaml starts a second document at a scalar after the first one's root
+    // collection; yaml-rust2 (the position index) stops reading there.
+    assert_eq!(
+        error("  - a: 1\nb\n"),
+        "gateway.yaml:2:1: invalid YAML: deserializing from YAML containing more than one document is not supported"
+    );
+}
+
 #[test]
 fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     let yaml = MINIMAL.replace(

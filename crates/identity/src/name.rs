@@ -34,6 +34,7 @@ const TAG_BMP_STRING: u32 = 30;
 /// refuses it too rather than print a subject nginx never would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameError {
+    AttributeType,
     ValueType,
     Utf8String,
     BmpString,
@@ -44,6 +45,7 @@ pub(crate) enum NameError {
 impl NameError {
     pub(crate) fn reason(self) -> &'static str {
         match self {
+            NameError::AttributeType => "an attribute type is not a valid OBJECT IDENTIFIER",
             NameError::ValueType => {
                 "an attribute value has a type OpenSSL does not accept in names"
             }
@@ -62,6 +64,9 @@ impl NameError {
 /// UTF-8, only well-formed UTF8String/BMPString/UniversalString contents.
 pub(crate) fn check(entries: &[Entry<'_>]) -> Result<(), NameError> {
     for e in entries {
+        if !valid_oid(e.oid) {
+            return Err(NameError::AttributeType);
+        }
         if e.class != 0 || (e.constructed != (e.tag == TAG_SEQUENCE)) {
             return Err(NameError::ValueType);
         }
@@ -101,6 +106,20 @@ pub(crate) fn check(entries: &[Entry<'_>]) -> Result<(), NameError> {
         }
     }
     Ok(())
+}
+
+/// `ossl_c2i_ASN1_OBJECT`'s checks, which x509-parser does not make: an OBJECT IDENTIFIER
+/// has content, its last octet ends a sub-identifier, and no sub-identifier starts with
+/// a 0x80 padding octet. (An empty attribute type would print as `=#…` in a DN.)
+fn valid_oid(oid: &[u8]) -> bool {
+    let Some(&last) = oid.last() else {
+        return false;
+    };
+    last & 0x80 == 0
+        && oid
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| !(b == 0x80 && (i == 0 || oid[i - 1] & 0x80 == 0)))
 }
 
 /// One attribute (AttributeTypeAndValue) of a name, in certificate order.
@@ -419,6 +438,35 @@ mod tests {
 
     fn dn(entries: &[Entry<'_>]) -> String {
         rfc2253(entries).expect("printable")
+    }
+
+    /// Found by the `identity_cert` fuzz target (fuzz/regressions/identity_cert/): an
+    /// empty attribute type printed as `=#0C…`, a DN OpenSSL never prints (it refuses the
+    /// certificate while decoding it).
+    #[test]
+    fn check_refuses_attribute_types_openssl_cannot_decode() {
+        let type_error = Err(NameError::AttributeType);
+        assert_eq!(check(&[entry(0, &[], TAG_UTF8_STRING, b"x")]), type_error);
+        // The last octet continues a sub-identifier.
+        assert_eq!(
+            check(&[entry(0, &[0x55, 0x84], TAG_UTF8_STRING, b"x")]),
+            type_error
+        );
+        // A sub-identifier padded with a leading 0x80 octet (first or later).
+        assert_eq!(
+            check(&[entry(0, &[0x80, 0x01], TAG_UTF8_STRING, b"x")]),
+            type_error
+        );
+        assert_eq!(
+            check(&[entry(0, &[0x55, 0x80, 0x03], TAG_UTF8_STRING, b"x")]),
+            type_error
+        );
+        // 0x80 inside a multi-octet sub-identifier is a digit, not padding.
+        assert_eq!(
+            check(&[entry(0, &[0x55, 0x81, 0x80, 0x03], TAG_UTF8_STRING, b"x")]),
+            Ok(())
+        );
+        assert_eq!(check(&[entry(0, CN, TAG_UTF8_STRING, b"x")]), Ok(()));
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub mod verify;
 pub use client_verifier::{ClientAuthMode, ClientAuthVerifier};
 pub use error::PkiError;
 pub use load::{
-    key_matches_certificate, load_certs, load_crls, load_private_key, summarize, CertSummary,
+    key_matches_certificate, load_certs, load_crls, load_private_key, parse_certs, parse_crls,
+    parse_private_key, summarize, CertSummary,
 };
 pub use tickets::{load_ticket_key, TicketKeys, TicketKeysError};
 pub use upstream_verifier::{

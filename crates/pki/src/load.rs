@@ -66,17 +66,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Loads the certificates of a PEM file (one or more `CERTIFICATE` blocks, e.g. a chain or
 /// a CA bundle) or of a DER file (exactly one certificate). Each one must parse.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let bytes = read(path)?;
+    parse_certs(path, &read(path)?)
+}
+
+/// [`load_certs`] on bytes already read: pure, `path` only names the file in errors
+/// (the fuzz target `pki_pem` calls it directly).
+pub fn parse_certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let not_found = |found: String| PkiError::NotFound {
         path: path.to_path_buf(),
         expected: "certificate",
         found,
     };
-    if is_blank(&bytes) {
+    if is_blank(bytes) {
         return Err(not_found(" (the file is empty)".into()));
     }
-    let certs: Vec<CertificateDer<'static>> = if is_pem(&bytes) {
-        let items = pem_items(path, &bytes)?;
+    let certs: Vec<CertificateDer<'static>> = if is_pem(bytes) {
+        let items = pem_items(path, bytes)?;
         let certs: Vec<_> = items
             .iter()
             .filter_map(|item| match item {
@@ -85,11 +90,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError>
             })
             .collect();
         if certs.is_empty() {
-            return Err(not_found(found_instead(&items, &bytes)));
+            return Err(not_found(found_instead(&items, bytes)));
         }
         certs
     } else {
-        vec![CertificateDer::from(bytes)]
+        vec![CertificateDer::from(bytes.to_vec())]
     };
     for (i, cert) in certs.iter().enumerate() {
         Cert::parse(cert).map_err(|reason| PkiError::InvalidCertificate {
@@ -105,42 +110,47 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError>
 /// SEC1, `RSA PRIVATE KEY` = PKCS#1) or of a DER file. Encrypted keys are refused with a
 /// message saying so: certgate has no passphrase setting (nginx's `ssl_password_file`).
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
-    let bytes = read(path)?;
+    parse_private_key(path, &read(path)?)
+}
+
+/// [`load_private_key`] on bytes already read: pure, `path` only names the file in errors.
+pub fn parse_private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, PkiError> {
     let not_found = |found: String| PkiError::NotFound {
         path: path.to_path_buf(),
         expected: "private key",
         found,
     };
-    if is_blank(&bytes) {
+    if is_blank(bytes) {
         return Err(not_found(" (the file is empty)".into()));
     }
     let encrypted = || PkiError::EncryptedKey {
         path: path.to_path_buf(),
     };
-    if is_pem(&bytes) {
+    if is_pem(bytes) {
         // rustls-pemfile skips blocks it does not know, so encrypted keys are detected here:
         // PKCS#8 `ENCRYPTED PRIVATE KEY` and OpenSSL's legacy `Proc-Type: 4,ENCRYPTED`.
-        if contains(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || contains(&bytes, b"Proc-Type: 4,ENCRYPTED")
+        if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+            || contains(bytes, b"Proc-Type: 4,ENCRYPTED")
         {
             return Err(encrypted());
         }
-        let items = pem_items(path, &bytes)?;
+        let items = pem_items(path, bytes)?;
         let key = items.iter().find_map(|item| match item {
             rustls_pemfile::Item::Pkcs8Key(k) => Some(PrivateKeyDer::Pkcs8(k.clone_key())),
             rustls_pemfile::Item::Sec1Key(k) => Some(PrivateKeyDer::Sec1(k.clone_key())),
             rustls_pemfile::Item::Pkcs1Key(k) => Some(PrivateKeyDer::Pkcs1(k.clone_key())),
             _ => None,
         });
-        return key.ok_or_else(|| not_found(found_instead(&items, &bytes)));
+        return key.ok_or_else(|| not_found(found_instead(&items, bytes)));
     }
-    if der::is_encrypted_pkcs8(&bytes) {
+    if der::is_encrypted_pkcs8(bytes) {
         return Err(encrypted());
     }
-    match PrivateKeyDer::try_from(bytes.as_slice()) {
-        Ok(PrivateKeyDer::Pkcs8(_)) => Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(bytes))),
-        Ok(PrivateKeyDer::Sec1(_)) => Ok(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(bytes))),
-        Ok(PrivateKeyDer::Pkcs1(_)) => Ok(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(bytes))),
+    let owned = || bytes.to_vec();
+    match PrivateKeyDer::try_from(bytes) {
+        Ok(PrivateKeyDer::Pkcs8(_)) => Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(owned()))),
+        Ok(PrivateKeyDer::Sec1(_)) => Ok(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(owned()))),
+        Ok(PrivateKeyDer::Pkcs1(_)) => Ok(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(owned()))),
         _ => Err(not_found(" (neither PEM nor a DER private key)".into())),
     }
 }
@@ -152,41 +162,49 @@ pub fn load_crls(
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
     let mut all = Vec::new();
     for path in paths {
-        let bytes = read(path)?;
-        let not_found = |found: String| PkiError::NotFound {
-            path: path.clone(),
-            expected: "CRL",
-            found,
-        };
-        if is_blank(&bytes) {
-            return Err(not_found(" (the file is empty)".into()));
-        }
-        let crls: Vec<CertificateRevocationListDer<'static>> = if is_pem(&bytes) {
-            let items = pem_items(path, &bytes)?;
-            let crls: Vec<_> = items
-                .iter()
-                .filter_map(|item| match item {
-                    rustls_pemfile::Item::Crl(c) => Some(c.clone()),
-                    _ => None,
-                })
-                .collect();
-            if crls.is_empty() {
-                return Err(not_found(found_instead(&items, &bytes)));
-            }
-            crls
-        } else {
-            vec![CertificateRevocationListDer::from(bytes)]
-        };
-        for (i, crl) in crls.iter().enumerate() {
-            crate::cert::Crl::parse(crl).map_err(|reason| PkiError::InvalidCrl {
-                path: path.clone(),
-                index: i + 1,
-                reason,
-            })?;
-        }
-        all.extend(crls);
+        all.extend(parse_crls(path, &read(path)?)?);
     }
     Ok(all)
+}
+
+/// The CRLs of one file already read (PEM `X509 CRL` blocks, or one DER CRL): pure, `path`
+/// only names the file in errors (the fuzz target `pki_crl` calls it directly).
+pub fn parse_crls(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    let not_found = |found: String| PkiError::NotFound {
+        path: path.to_path_buf(),
+        expected: "CRL",
+        found,
+    };
+    if is_blank(bytes) {
+        return Err(not_found(" (the file is empty)".into()));
+    }
+    let crls: Vec<CertificateRevocationListDer<'static>> = if is_pem(bytes) {
+        let items = pem_items(path, bytes)?;
+        let crls: Vec<_> = items
+            .iter()
+            .filter_map(|item| match item {
+                rustls_pemfile::Item::Crl(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        if crls.is_empty() {
+            return Err(not_found(found_instead(&items, bytes)));
+        }
+        crls
+    } else {
+        vec![CertificateRevocationListDer::from(bytes.to_vec())]
+    };
+    for (i, crl) in crls.iter().enumerate() {
+        crate::cert::Crl::parse(crl).map_err(|reason| PkiError::InvalidCrl {
+            path: path.to_path_buf(),
+            index: i + 1,
+            reason,
+        })?;
+    }
+    Ok(crls)
 }
 
 /// Whether `key` is the private key of `cert`, by comparing the public key derived from
