@@ -535,5 +535,58 @@ fn verify_agrees(verifier: &ChainVerifier, chain: &[CertificateDer<'_>]) {
 }
 
 // ---------------------------------------------------------------------------------------
-// nginx_import: the target for the nginx-configuration importer (crates/nginx-import,
-// `parse(name, text)`) goes here once that crate is merged; see docs/fuzzing.md.
+// nginx_import
+
+/// nginx configuration text → `certgate import-nginx`'s parser and converter (an operator's
+/// file, read whole). A parse error names the file and a position inside the text; a
+/// conversion's listed directives name lines of the text; and whatever YAML the converter
+/// writes is a gateway.yaml certgate itself reads without a syntax or schema error (files
+/// it names need not exist: that is `certgate check`'s business, not the parser's).
+pub fn nginx_import(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let name = "nginx.conf";
+    let lines = text.lines().count().max(1);
+    let directives =
+        match certgate_nginx_import::load(name, text, &mut certgate_nginx_import::NoIncludes) {
+            Ok(directives) => directives,
+            Err(certgate_nginx_import::LoadError::Parse(e)) => {
+                assert_eq!(e.file, name);
+                assert!(
+                    e.line >= 1 && e.line <= lines + 1,
+                    "{e} (text has {lines} lines)"
+                );
+                return;
+            }
+            Err(certgate_nginx_import::LoadError::Include { file, .. }) => {
+                assert_eq!(file, name);
+                return;
+            }
+        };
+    let options = certgate_nginx_import::Options {
+        source: name.to_string(),
+        conf_dir: "/etc/nginx".into(),
+        out_dir: "/etc/certgate".into(),
+    };
+    let conversion = match certgate_nginx_import::convert(&directives, &options) {
+        Ok(conversion) => conversion,
+        Err(nothing) => {
+            for u in &nothing.unsupported {
+                assert!(u.line >= 1 && u.line <= lines + 1, "{u}");
+            }
+            return;
+        }
+    };
+    for u in &conversion.unsupported {
+        assert!(u.line >= 1 && u.line <= lines + 1, "{u}");
+    }
+    if let Err(errors) = Config::parse(&conversion.yaml, Path::new("/etc/certgate/gateway.yaml")) {
+        // Only the checks that open nothing count: a converted config must be valid YAML
+        // with known keys and well-formed values.
+        panic!(
+            "the converted gateway.yaml does not load:\n{errors}\n---\n{}",
+            conversion.yaml
+        );
+    }
+}

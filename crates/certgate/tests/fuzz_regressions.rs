@@ -67,7 +67,10 @@ fn pki_crl_inputs() {
     replay("pki_crl", certgate_fuzz::pki_crl);
 }
 
-// nginx_import: its replay goes here with the target (docs/fuzzing.md).
+#[test]
+fn nginx_import_inputs() {
+    replay("nginx_import", certgate_fuzz::nginx_import);
+}
 
 /// The seeds reach the code behind the parsers, not only their error paths: the checks
 /// that run on accepted input (DN round trips, header rendering, verification) run on

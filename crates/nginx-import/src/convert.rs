@@ -1268,10 +1268,17 @@ impl<'a> Converter<'a> {
                     } else {
                         format!("{address}:80")
                     };
+                    if let Err(why) = upstream_address(&line) {
+                        self.list(d, why);
+                        continue;
+                    }
                     let mut skip = false;
                     for p in &d.args[1..] {
                         if let Some(w) = p.strip_prefix("weight=") {
-                            line.push_str(&format!(" weight={w}"));
+                            match w.parse::<u32>() {
+                                Ok(n) if n >= 1 => line.push_str(&format!(" weight={n}")),
+                                _ => self.list(d, format!("{p}: a weight is a whole number from 1")),
+                            }
                         } else if p == "down" {
                             self.list(d, "down: the server is left out");
                             skip = true;
@@ -1653,12 +1660,13 @@ fn listen_address(text: &str) -> Result<(String, Option<String>), String> {
         return Err("unix-socket listeners are not supported".to_string());
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok((format!("0.0.0.0:{text}"), None));
+        return Ok((format!("0.0.0.0:{}", valid_port(text)?), None));
     }
     if let Some(port) = text.strip_prefix("*:") {
-        return Ok((format!("0.0.0.0:{port}"), None));
+        return Ok((format!("0.0.0.0:{}", valid_port(port)?), None));
     }
     if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        valid_port(&addr.port().to_string())?;
         return Ok((addr.to_string(), None));
     }
     if let Ok(ip) = text.parse::<std::net::Ipv4Addr>() {
@@ -1780,6 +1788,7 @@ fn parse_pass(url: &str, grpc: bool) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("{url}: no host"));
     }
+    upstream_address(&format!("{host}:{port}")).map_err(|why| format!("{url}: {why}"))?;
     Ok(Target {
         protocol,
         host,
@@ -1787,6 +1796,44 @@ fn parse_pass(url: &str, grpc: bool) -> Result<Target, String> {
         explicit_port,
         uri,
     })
+}
+
+/// A port certgate listens on or connects to: 1 to 65535.
+fn valid_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(format!("{text}: a port is a number from 1 to 65535")),
+    }
+}
+
+/// `host:port` as certgate's upstream `servers` accept it (a name of letters, digits, `-`
+/// and `_` labels, an IPv4 address, or a bracketed IPv6 address), so nothing nginx would
+/// refuse to resolve is written.
+fn upstream_address(address: &str) -> Result<(), String> {
+    let port = if let Some(rest) = address.strip_prefix('[') {
+        let (ip, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| format!("{address}: not an address"))?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{address}: not an IPv6 address"))?;
+        port
+    } else {
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{address}: no port"))?;
+        let valid_host = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid_host {
+            return Err(format!("{host}: not a host name or address"));
+        }
+        port
+    };
+    valid_port(port).map(|_| ())
 }
 
 fn has_port(address: &str) -> bool {
@@ -1892,6 +1939,20 @@ fn relative(target: &Path, base: &Path) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod unit {
     use super::*;
+
+    #[test]
+    fn values_nginx_would_refuse_are_listed_not_written() {
+        // Found by the fuzzer: these reached gateway.yaml, which certgate then refused.
+        assert!(listen_address("99999999999999999999").is_err());
+        assert!(listen_address("*:0").is_err());
+        assert!(listen_address("0.0.0.0:0").is_err());
+        assert!(upstream_address("@BACKEND@:80").is_err());
+        assert!(upstream_address("app:0").is_err());
+        assert!(upstream_address("[::1]:5000").is_ok());
+        assert!(upstream_address("backend.internal:5000").is_ok());
+        assert!(parse_pass("http://@BACKEND@", false).is_err());
+        assert!(parse_pass("grpcs://127.0.0.1:70000", true).is_err());
+    }
 
     #[test]
     fn listen_addresses() {
