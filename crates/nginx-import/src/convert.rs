@@ -681,6 +681,9 @@ impl<'a> Converter<'a> {
                 continue;
             }
             match listen_address(address) {
+                Ok((addr, _)) if listen.iter().any(|v: &FromValue<String>| v.value == addr) => {
+                    self.list(l, format!("{addr} is already a listen address of this server"));
+                }
                 Ok((addr, note)) => {
                     if params
                         .iter()
