@@ -682,7 +682,10 @@ impl<'a> Converter<'a> {
             }
             match listen_address(address) {
                 Ok((addr, _)) if listen.iter().any(|v: &FromValue<String>| v.value == addr) => {
-                    self.list(l, format!("{addr} is already a listen address of this server"));
+                    self.list(
+                        l,
+                        format!("{addr} is already a listen address of this server"),
+                    );
                 }
                 Ok((addr, note)) => {
                     if params
