@@ -843,3 +843,54 @@ upstreams:
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn signature_parameters_do_not_tell_a_client_without_a_certificate_which_paths_exist() {
+    let pki = Pki::new();
+    let key = url_key(&pki, "url.key");
+    let (addr, up) = start_media_upstream();
+    let dir = pki.dir.path().display();
+    // No catch-all route: /elsewhere matches nothing.
+    let yaml = format!(
+        r#"servers:
+  - name: media
+    listen: ["{{listen}}"]
+    tls:
+      cert: {dir}/server.crt
+      key: {dir}/server.key
+    client_auth:
+      verify: on
+      ca: {dir}/ca.crt
+    routes:
+      - match: {{ path_prefix: /videos/ }}
+        upstream: app
+        signed_urls: {{ key_file: "{key}" }}
+upstreams:
+  app:
+    servers: ["{addr}"]
+"#
+    );
+    let gw = start_gateway(&pki, &yaml);
+    let alice = client_cert("alice", &pki.ca);
+    let probe = "/elsewhere/x?cg_exp=9999999999&cg_kid=00000000&cg_id=AA&cg_sig=AA";
+
+    let anonymous = client(&pki, &gw, None, false);
+    let response = anonymous.get(gw.url(probe)).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "the 400 page, as without the parameters"
+    );
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("No required SSL certificate was sent"));
+    // With a certificate the same path is an ordinary 404.
+    let verified = client(&pki, &gw, Some((&[&alice], &alice)), false);
+    assert_eq!(
+        verified.get(gw.url(probe)).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(up.count(), 0);
+}

@@ -191,6 +191,11 @@ pub fn decide(
         .iter()
         .position(|r| r.matcher.matches(path, &host))
     else {
+        // Signature parameters earn a client without a certificate nothing, not even
+        // knowing which paths have routes: it gets the 400 page as without them.
+        if signature && server.verify == VerifyMode::On && !cert_sent {
+            return Err(at_server(Rejection::NoCertificate));
+        }
         return Err(at_server(Rejection::NoRoute));
     };
     let route = &server.routes[route_index];
