@@ -25,6 +25,7 @@ pub(crate) struct Output {
     pub keepalive_timeout: Duration,
     pub watch: bool,
     pub client_limits: ClientLimits,
+    pub paths: certgate_path::Options,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -59,6 +60,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "max_connections",
     "http2_max_concurrent_streams",
     "underscores_in_headers",
+    "paths",
 ];
 const ALLOW_RULES: &[&str] = &[
     "cn",
@@ -191,6 +193,7 @@ impl Compiler<'_> {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             watch: false,
             client_limits: ClientLimits::default(),
+            paths: certgate_path::Options::default(),
             warnings: Vec::new(),
         };
         let empty = serde_yaml::Mapping::new();
@@ -251,6 +254,19 @@ impl Compiler<'_> {
             }
         }
         output.client_limits = self.client_limits(&sections);
+        if let Some(value) = sections.get("paths").filter(|v| !v.is_null()) {
+            if let Some(raw) = self.section::<raw::RawPaths>(value, "paths") {
+                output.paths.encoded_slashes = self.choice(
+                    "paths.encoded_slashes",
+                    raw.encoded_slashes.as_ref(),
+                    &[
+                        ("reject", certgate_path::EncodedSlashes::Reject),
+                        ("keep", certgate_path::EncodedSlashes::Keep),
+                    ],
+                    certgate_path::EncodedSlashes::Reject,
+                );
+            }
+        }
         if let Some(value) = sections.get("log").filter(|v| !v.is_null()) {
             if let Some(raw) = self.section::<raw::RawLog>(value, "log") {
                 output.log = self.log(raw);

@@ -52,6 +52,9 @@ pub struct Config {
     pub watch: bool,
     /// `client_header_timeout`, `large_client_header_buffers`, `max_connections`, … (top-level).
     pub client_limits: ClientLimits,
+    /// `paths:` how request paths are normalized before routing: `encoded_slashes: reject`
+    /// (default) or `keep` (docs/security.md, "Paths").
+    pub paths: certgate_path::Options,
     /// The file this came from, as given to [`Config::parse`] / [`Config::load`].
     pub file: PathBuf,
     index: LocationIndex,
@@ -83,6 +86,7 @@ impl Config {
             keepalive_timeout: output.keepalive_timeout,
             watch: output.watch,
             client_limits: output.client_limits,
+            paths: output.paths,
             file: file.to_path_buf(),
             index,
             warnings: output.warnings,

@@ -30,6 +30,13 @@ pub(crate) struct RawLog {
     pub stderr_format: Option<Scalar>,
 }
 
+/// `paths:` — how request paths are normalized (certgate-path).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPaths {
+    pub encoded_slashes: Option<Scalar>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {

@@ -193,7 +193,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers, paths (did you mean log?)"
     );
 }
 
@@ -1015,6 +1015,23 @@ fn bad_client_limits_name_the_key_and_line() {
     let message = error(&format!("underscores_in_headers: sometimes\n{MINIMAL}"));
     assert!(
         message.starts_with("gateway.yaml:1:1: underscores_in_headers:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn paths_encoded_slashes_default_reject_keep_and_errors() {
+    use certgate_path::EncodedSlashes;
+    assert_eq!(parse(MINIMAL).paths.encoded_slashes, EncodedSlashes::Reject);
+    let config = parse(&format!("paths: {{ encoded_slashes: keep }}\n{MINIMAL}"));
+    assert_eq!(config.paths.encoded_slashes, EncodedSlashes::Keep);
+    assert_eq!(
+        error(&format!("paths: {{ encoded_slashes: decode }}\n{MINIMAL}")),
+        "gateway.yaml:1:10: paths.encoded_slashes: expected one of reject, keep; found \"decode\""
+    );
+    let message = error(&format!("paths: {{ merge_slashes: off }}\n{MINIMAL}"));
+    assert!(
+        message.starts_with("gateway.yaml:1:10: paths.merge_slashes: unknown"),
         "{message}"
     );
 }

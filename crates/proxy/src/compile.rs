@@ -41,6 +41,8 @@ pub struct Compiled {
     /// What clients may send, and for how long; applies to connections accepted after a
     /// reload.
     pub client_limits: certgate_config::ClientLimits,
+    /// How request paths are normalized before every decision (certgate-path).
+    pub paths: certgate_path::Options,
 }
 
 pub struct ListenerGroup {
@@ -502,6 +504,7 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
         keepalive_pool_size: keepalive_pool_size.max(1),
         warnings,
         client_limits: config.client_limits,
+        paths: config.paths,
     })
 }
 

@@ -4,6 +4,12 @@
 //! `allow` rules (403), signed URLs on routes with `signed_urls` (403 when not valid) and
 //! the minting endpoint (a verified certificate required), a declared `Content-Length` over
 //! `max_body_size` (413), and `CONNECT` (405: a reverse proxy opens no tunnels).
+//!
+//! It starts with the path: [`normalize_path`] rewrites it to the one spelling every check
+//! here is made on and the upstream is sent (certgate-path), and refuses with 400 the
+//! spellings no normalization can settle. Routes are then chosen on that path, and must be
+//! the same under the readings a backend may still apply (Tomcat's `;parameters`, a decoded
+//! `%2F` under `paths.encoded_slashes: keep`).
 //! Pure: reads the request head, the connection's identity and the configuration.
 
 use std::borrow::Cow;
@@ -13,6 +19,8 @@ use std::sync::Arc;
 use certgate_config::VerifyMode;
 use certgate_identity::VerifyResult;
 use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::Uri;
 
 use crate::compile::{CompiledRoute, CompiledServer};
 use crate::responses::Rejection;
@@ -79,6 +87,29 @@ pub fn request_host(head: &Parts) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(host)
     }
+}
+
+/// Rewrites `uri`'s path to its normal form (certgate-path); the query is kept as it is.
+/// An already-normal path costs one scan: no allocation, `uri` untouched.
+pub fn normalize_path(
+    uri: &mut Uri,
+    options: certgate_path::Options,
+) -> Result<(), certgate_path::Refused> {
+    let mut target = match certgate_path::normalize(uri.path(), options)? {
+        Cow::Borrowed(_) => return Ok(()),
+        Cow::Owned(path) => path,
+    };
+    if let Some(query) = uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    // The normal form only drops or decodes what the parser accepted, so it parses; were
+    // it ever refused, the request is refused with it rather than forwarded as sent.
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(target).map_err(|_| certgate_path::Refused::BadEscape)?);
+    *uri = Uri::from_parts(parts).map_err(|_| certgate_path::Refused::BadEscape)?;
+    Ok(())
 }
 
 pub fn is_grpc(head: &Parts) -> bool {
@@ -186,11 +217,27 @@ pub fn decide(
             signed: false,
         });
     }
-    let Some(route_index) = server
-        .routes
+    let route_for = |path: &str| {
+        server
+            .routes
+            .iter()
+            .position(|r| r.matcher.matches(path, &host))
+    };
+    let route_index = route_for(path);
+    // A backend that drops `;parameters` (Tomcat, Jetty, Spring) or decodes a kept `%2F`
+    // reads another path; it must be one the same route, with the same rules, covers.
+    let servlet = certgate_path::without_parameters(path);
+    let decoded = (state.compiled.paths.encoded_slashes == certgate_path::EncodedSlashes::Keep)
+        .then(|| certgate_path::with_decoded_slashes(path))
+        .flatten();
+    if [servlet, decoded]
         .iter()
-        .position(|r| r.matcher.matches(path, &host))
-    else {
+        .flatten()
+        .any(|reading| route_for(reading) != route_index)
+    {
+        return Err(at_server(Rejection::BadPath));
+    }
+    let Some(route_index) = route_index else {
         // Signature parameters earn a client without a certificate nothing, not even
         // knowing which paths have routes: it gets the 400 page as without them.
         if signature && server.verify == VerifyMode::On && !cert_sent {

@@ -43,10 +43,13 @@ pub enum ClientError {
     BadRequest,
     /// An HTTP/2 protocol error by the client (the connection ends with GOAWAY).
     Http2Protocol,
+    /// A request path refused by the normalization (certgate-path), or whose readings by
+    /// different backends reach different routes.
+    BadPath,
 }
 
 impl ClientError {
-    pub const ALL: [ClientError; 9] = [
+    pub const ALL: [ClientError; 10] = [
         ClientError::PlainHttp,
         ClientError::NotTls,
         ClientError::TlsHandshake,
@@ -56,6 +59,7 @@ impl ClientError {
         ClientError::HeaderTooLarge,
         ClientError::BadRequest,
         ClientError::Http2Protocol,
+        ClientError::BadPath,
     ];
 
     pub fn label(self) -> &'static str {
@@ -69,6 +73,7 @@ impl ClientError {
             ClientError::HeaderTooLarge => "header_too_large",
             ClientError::BadRequest => "bad_request",
             ClientError::Http2Protocol => "http2_protocol",
+            ClientError::BadPath => "bad_path",
         }
     }
 }

@@ -45,6 +45,8 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut head, body) = request.into_parts();
     let is_grpc = decide::is_grpc(&head);
+    // Normalize first: the access log, every decision and the upstream see one spelling.
+    let bad_path = decide::normalize_path(&mut head.uri, state.compiled.paths).err();
     let mut pending = Pending(Some(Box::new(Record {
         shared: conn.shared.clone(),
         state: state.clone(),
@@ -84,6 +86,16 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     }
 
     // Decide.
+    if let Some(refused) = bad_path {
+        tracing::debug!(remote = %conn.remote, path = head.uri.path(), "refused a request path: {refused}");
+        let refusal = Refusal {
+            rejection: Rejection::BadPath,
+            server_index: Some(conn.identity.server),
+            route_index: None,
+            signed_failure: None,
+        };
+        return refuse(conn, pending, refusal, body, is_grpc);
+    }
     let decision = match decide::decide(&state, &conn.identity, &head, Some(conn.remote.ip())) {
         Ok(decision) => decision,
         Err(refusal) => return refuse(conn, pending, refusal, body, is_grpc),
@@ -314,6 +326,12 @@ fn refuse(
     body: Incoming,
     is_grpc: bool,
 ) -> Response<ResponseBody> {
+    if refusal.rejection == Rejection::BadPath {
+        conn.shared
+            .metrics
+            .client_errors
+            .count(crate::metrics::ClientError::BadPath);
+    }
     if let Some(record) = pending.record() {
         record.server_index = refusal.server_index;
         record.route_index = refusal.route_index;

@@ -20,13 +20,16 @@ pub enum Rejection {
     TooLarge,
     /// `CONNECT`: certgate is a reverse proxy, not a forward one.
     MethodNotAllowed,
+    /// A path no normalization can make unambiguous (`..` above the root, `%2F`, `..;`,
+    /// a backslash, a control byte), or whose readings reach different routes.
+    BadPath,
     Internal,
 }
 
 impl Rejection {
     pub fn status(self) -> u16 {
         match self {
-            Rejection::NoCertificate | Rejection::BadCertificate => 400,
+            Rejection::NoCertificate | Rejection::BadCertificate | Rejection::BadPath => 400,
             Rejection::Forbidden | Rejection::SignedUrl => 403,
             Rejection::Misdirected => 421,
             Rejection::NoRoute => 404,
@@ -55,6 +58,7 @@ impl Rejection {
             Rejection::NoRoute => (12, "no route"),
             Rejection::TooLarge => (8, "request too large"),
             Rejection::MethodNotAllowed => (12, "method not allowed"),
+            Rejection::BadPath => (3, "malformed request path"),
             Rejection::Internal => (13, "internal error"),
         }
     }

@@ -346,7 +346,14 @@ fn canonical_path(decoded: &str) -> Result<String, String> {
             "must not have . or .. segments or encoded slashes; found {decoded:?}"
         ));
     }
-    Ok(encoded)
+    // Signed in the spelling requests are checked in: the normalized one (`%7e` is `~`,
+    // `//` is `/`), else a URL minted for `/a//b` would never verify.
+    match certgate_path::normalize(&encoded, certgate_path::Options::default()) {
+        Ok(normal) => Ok(normal.into_owned()),
+        Err(refused) => Err(format!(
+            "is not a valid path ({refused}); found {decoded:?}"
+        )),
+    }
 }
 
 /// What the minting endpoint was asked for.
@@ -619,6 +626,10 @@ mod tests {
         assert!(canonical_path("/videos/%2e%2E/x").is_err());
         assert!(canonical_path("/videos/a%2Fb").is_err());
         assert!(canonical_path("/videos/100%").is_err());
+        // The spelling requests are normalized to.
+        assert_eq!(canonical_path("/v//%7euser/a").unwrap(), "/v/~user/a");
+        assert_eq!(canonical_path("/v/%c3%a4").unwrap(), "/v/%C3%A4");
+        assert!(canonical_path("/v/%C0%AF").is_err());
         assert!(is_canonical("/videos/a.mp4"));
         assert!(!is_canonical("/videos/./a.mp4"));
         assert!(!is_canonical("/videos/%5c..%5cx"));
