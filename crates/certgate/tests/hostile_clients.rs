@@ -5,7 +5,9 @@
 //! request smuggling shapes, pipelining, plain HTTP and garbage on the TLS port, HTTP/2
 //! rapid reset and CONTINUATION floods, and connection floods. Each test asserts what the
 //! client gets, what the upstream saw (nothing, for an attack), and that the gateway still
-//! serves a good client afterwards.
+//! serves a good client afterwards. Path spellings (`/public/../admin/x`, `%61dmin`, `..;`,
+//! `%2F`, …) must never reach a backend under a route whose rules refuse the path they
+//! mean, over HTTP/1.1 and HTTP/2, and the backend is sent the normalized path.
 //!
 //! The limits are set small (`client_header_timeout: 2s`, `large_client_header_buffers:
 //! 4 1k`, `max_headers: 20`) so the suite runs in seconds; docs/security.md has the defaults.
@@ -31,6 +33,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 struct Got {
     path: String,
+    query: Option<String>,
     headers: Vec<(String, String)>,
     /// The body arrived whole.
     body_complete: bool,
@@ -75,6 +78,7 @@ fn start_recorder() -> (SocketAddr, Arc<Recorder>) {
                         let rec = rec.clone();
                         async move {
                             let path = req.uri().path().to_string();
+                            let query = req.uri().query().map(str::to_string);
                             let headers = req
                                 .headers()
                                 .iter()
@@ -89,6 +93,7 @@ fn start_recorder() -> (SocketAddr, Arc<Recorder>) {
                                 let mut got = rec.got.lock().unwrap();
                                 got.push(Got {
                                     path: path.clone(),
+                                    query,
                                     headers,
                                     body_complete: false,
                                 });
@@ -987,5 +992,302 @@ async fn a_connection_flood_pauses_accepting_at_max_connections_without_crashing
     );
     drop(flood);
     assert_eq!(rec.paths(), ["/after-flood"]);
+    assert_serves_a_good_client(&pki, &gw, &alice, &rec).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Path spellings: every decision is made on the normalized path, which is what is forwarded.
+// ---------------------------------------------------------------------------------------
+
+/// `verify: optional`, with `/admin/` for `root-operator` only, `/private/` needing a
+/// certificate, `/audit` (a `path_regex`) for `root-operator` only, and `/` open to anyone.
+fn path_config(pki: &Pki, upstream: SocketAddr, admin: u16) -> String {
+    let dir = pki.dir.path().display();
+    format!(
+        r#"admin: {{ listen: "127.0.0.1:{admin}" }}
+log:
+  access: {dir}/access.log
+servers:
+  - name: api
+    listen: ["{{listen}}"]
+    tls:
+      cert: {dir}/server.crt
+      key: {dir}/server.key
+    client_auth:
+      verify: optional
+      ca: {dir}/ca.crt
+    routes:
+      - match: {{ path_prefix: /admin/ }}
+        upstream: app
+        allow:
+          - cn: [root-operator]
+      - match: {{ path_prefix: /private/ }}
+        upstream: app
+        require_client_cert: true
+      - match: {{ path_regex: "^/audit(/.*)?$" }}
+        upstream: app
+        allow:
+          - cn: [root-operator]
+      - match: {{ path_prefix: / }}
+        upstream: app
+upstreams:
+  app:
+    servers: ["{upstream}"]
+"#
+    )
+}
+
+/// Spellings of `/admin/x` that normalize to it. `DIR` stands for the protected directory.
+const MEANS_DIR_X: &[&str] = &[
+    "/DIR/x",
+    "/public/../DIR/x",
+    "/public/%2e%2e/DIR/x",
+    "/public/.%2e/DIR/x",
+    "/public/%2E%2E/DIR/x",
+    "/public/a/b/../../../DIR/x",
+    "//DIR/x",
+    "/DIR//x",
+    "/./DIR/x",
+    "/%2e/DIR/x",
+    "/DIR/./x",
+    "/DIR/y/../x",
+];
+
+/// Spellings that no normalization can settle: refused with 400 whoever asks.
+const REFUSED: &[&str] = &[
+    "/public/..%2fDIR/x",
+    "/public%2f..%2fDIR/x",
+    "/DIR%2fx",
+    "/DIR%2Fx",
+    "/DIR%5cx",
+    "/public/..;/DIR/x",
+    "/public/.;/DIR/x",
+    "/public/%2e%2e;/DIR/x",
+    "/public\\..\\DIR/x",
+    "/DIR\\x",
+    "/DIR/x%00",
+    "/DIR/%00/../x",
+    "/public/%c0%ae%c0%ae/DIR/x",
+    "/%c0%afDIR/x",
+    "/../DIR/x",
+    "/public/../../DIR/x",
+    "/DIR;jsessionid=1/x",
+];
+
+/// The status of `GET target` over HTTP/1.1, on a new connection presenting `cert`.
+async fn h1_status(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, target: &str) -> u16 {
+    let mut tls = connect(pki, gw, cert, b"http/1.1").await;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let (got, _) = read_to_close(&mut tls, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&got);
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP/1.1 answer to {target}: {answer:?}"))
+}
+
+/// The status of `GET https://localhost{path}` over HTTP/2, on a new connection presenting
+/// `cert`, or why there was none.
+async fn h2_status(
+    pki: &Pki,
+    gw: &Gateway,
+    cert: Option<&Issued>,
+    path: &str,
+) -> Result<u16, String> {
+    let tls = connect(pki, gw, cert, b"h2").await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .map_err(|e| format!("h2 handshake: {e}"))?;
+    tokio::spawn(connection);
+    let request = Request::get(format!("https://localhost{path}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| format!("{path} is not a URI the client can send: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(10), sender.send_request(request)).await {
+        Err(_) => Err("no answer within 10 s".into()),
+        Ok(Err(e)) => Err(format!("no response: {e}")),
+        Ok(Ok(response)) => Ok(response.status().as_u16()),
+    }
+}
+
+/// Sends `path` over both protocols as `cert`; the two statuses.
+async fn both_protocols(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, path: &str) -> [u16; 2] {
+    let h1 = h1_status(pki, gw, cert, path).await;
+    let h2 = h2_status(pki, gw, cert, path)
+        .await
+        .unwrap_or_else(|e| panic!("HTTP/2 {path}: {e}"));
+    [h1, h2]
+}
+
+#[tokio::test]
+async fn no_spelling_reaches_a_route_whose_rules_refuse_the_path_it_means() {
+    let pki = Pki::new();
+    let (upstream, rec) = start_recorder();
+    let admin = free_port();
+    let gw = start_gateway(&pki, &path_config(&pki, upstream, admin));
+    let alice = client_cert("alice", &pki.ca);
+    let root = client_cert("root-operator", &pki.ca);
+    let mut failures = Vec::new();
+
+    // (protected directory, who is refused there, the refusal's status)
+    let cases: [(&str, Option<&Issued>, u16); 3] = [
+        ("admin", Some(&alice), 403),
+        ("audit", Some(&alice), 403),
+        ("private", None, 400),
+    ];
+    for (dir, refused_caller, refusal) in cases {
+        for spelling in MEANS_DIR_X {
+            let path = spelling.replace("DIR", dir);
+            let before = rec.count();
+            let got = both_protocols(&pki, &gw, refused_caller, &path).await;
+            if got != [refusal; 2] || rec.count() != before {
+                failures.push(format!(
+                    "{path}: refused caller got {got:?} (want {refusal}), upstream saw {:?}",
+                    &rec.paths()[before..]
+                ));
+            }
+            // Whoever may reach the path gets it, and the backend is told the path meant.
+            let got = both_protocols(&pki, &gw, Some(&root), &path).await;
+            let seen = rec.paths()[before..].to_vec();
+            let want = format!("/{dir}/x");
+            if got != [200; 2] || seen != [want.clone(), want.clone()] {
+                failures.push(format!(
+                    "{path}: allowed caller got {got:?}, upstream saw {seen:?} (want {want} twice)"
+                ));
+            }
+        }
+        for spelling in REFUSED {
+            let path = spelling.replace("DIR", dir);
+            let before = rec.count();
+            for who in [refused_caller, Some(&root)] {
+                let h1 = h1_status(&pki, &gw, who, &path).await;
+                let h2 = h2_status(&pki, &gw, who, &path).await;
+                if h1 != 400 || h2 != Ok(400) {
+                    failures.push(format!(
+                        "{path}: got HTTP/1.1 {h1}, HTTP/2 {h2:?}; want 400"
+                    ));
+                }
+            }
+            if rec.count() != before {
+                failures.push(format!(
+                    "{path}: reached the upstream as {:?}",
+                    &rec.paths()[before..]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        gw.log()
+    );
+    assert!(
+        client_errors(admin, "bad_path") >= (3 * 2 * 2 * REFUSED.len()) as u64,
+        "each refused spelling is counted as bad_path"
+    );
+    assert_serves_a_good_client(&pki, &gw, &alice, &rec).await;
+}
+
+#[tokio::test]
+async fn request_target_forms_fragments_and_the_query_string() {
+    let pki = Pki::new();
+    let (upstream, rec) = start_recorder();
+    let admin = free_port();
+    let gw = start_gateway(&pki, &path_config(&pki, upstream, admin));
+    let alice = client_cert("alice", &pki.ca);
+
+    // Absolute-form targets are routed on their normalized path too.
+    for target in [
+        "https://localhost/admin/x",
+        "https://localhost/public/../admin/x",
+        "https://localhost//admin/x",
+    ] {
+        assert_eq!(
+            h1_status(&pki, &gw, Some(&alice), target).await,
+            403,
+            "{target}"
+        );
+    }
+    // `*` names no resource a route could cover.
+    let answer = exchange(
+        &pki,
+        &gw,
+        &alice,
+        b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(rec.count(), 0, "{:?}", rec.paths());
+
+    // A fragment is not part of the path: what follows `#` is dropped, never resolved.
+    let status = h1_status(&pki, &gw, Some(&alice), "/public/x#/../../admin/x").await;
+    let seen = rec.paths();
+    assert!(
+        status == 400 || (status == 200 && seen == ["/public/x"]),
+        "fragment: {status}, upstream saw {seen:?}"
+    );
+
+    // The backend gets the normal path and the query exactly as sent, dots and escapes too.
+    let before = rec.count();
+    let status = h1_status(
+        &pki,
+        &gw,
+        Some(&alice),
+        "/public/./a//b/%7efile%3b?next=/../admin/&q=%2e%2e%2F",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let got = &rec.all()[before];
+    assert_eq!(got.path, "/public/a/b/~file%3B");
+    assert_eq!(got.query.as_deref(), Some("next=/../admin/&q=%2e%2e%2F"));
+
+    // The access log shows the path that was decided on.
+    let log = std::fs::read_to_string(pki.path("access.log")).unwrap_or_default();
+    assert!(
+        log.contains("\"GET /public/a/b/~file%3B?next=/../admin/&q=%2e%2e%2F HTTP/1.1\" 200"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_path_without_a_leading_slash_is_never_forwarded() {
+    let pki = Pki::new();
+    let (upstream, rec) = start_recorder();
+    let admin = free_port();
+    let gw = start_gateway(&pki, &path_config(&pki, upstream, admin));
+    let alice = client_cert("alice", &pki.ca);
+    for path in [&b"admin/x"[..], b"*", b"public/../admin/x"] {
+        let mut tls = connect(&pki, &gw, Some(&alice), b"h2").await;
+        h2_start(&mut tls).await;
+        // :method GET, :scheme https, then :path and :authority as literals.
+        let mut block = vec![0x82, 0x87, 0x04, path.len() as u8];
+        block.extend_from_slice(path);
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        tls.write_all(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let (bytes, _) = read_to_close(&mut tls, Duration::from_secs(2)).await;
+        // No HEADERS frame of the answer may start with `:status: 200` (static index 8).
+        let mut at = 0;
+        while at + 9 <= bytes.len() {
+            let len = (usize::from(bytes[at]) << 16)
+                | (usize::from(bytes[at + 1]) << 8)
+                | usize::from(bytes[at + 2]);
+            if bytes[at + 3] == HEADERS {
+                assert_ne!(bytes.get(at + 9), Some(&0x88), "{path:?} was answered 200");
+            }
+            at += 9 + len;
+        }
+    }
+    assert_eq!(rec.count(), 0, "{:?}", rec.paths());
     assert_serves_a_good_client(&pki, &gw, &alice, &rec).await;
 }
