@@ -146,59 +146,10 @@ upstreams:
     )
 }
 
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-/// A TLS connection presenting `cert` (or none) and offering `alpn`.
-async fn connect(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, alpn: &[u8]) -> Tls {
-    let mut config = match cert {
-        Some(cert) => tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS),
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(pki.ca.cert.der().clone()).unwrap();
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-        }
-    };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
-
-/// Reads until the peer closes (or errs), at most `wait`: what came, and when it closed.
-async fn read_to_close<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    wait: Duration,
-) -> (Vec<u8>, Option<Duration>) {
-    let started = Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16384];
-    let closed = tokio::time::timeout(wait, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    (got, closed.ok().map(|()| started.elapsed()))
-}
-
 /// Sends `bytes` on a connection with `alice`'s certificate and returns what comes back
 /// before the gateway closes the connection (at most 5 s).
 async fn exchange(pki: &Pki, gw: &Gateway, alice: &Issued, bytes: &[u8]) -> String {
-    let mut tls = connect(pki, gw, Some(alice), b"http/1.1").await;
+    let mut tls = tls_connect_as(pki, gw, Some(alice), b"http/1.1").await;
     tls.write_all(bytes).await.unwrap();
     tls.flush().await.unwrap();
     let (got, _) = read_to_close(&mut tls, Duration::from_secs(5)).await;
@@ -259,7 +210,7 @@ async fn slow_headers_are_cut_after_client_header_timeout_with_and_without_a_cer
     let mut tasks = Vec::new();
     for with_cert in [true, false] {
         for _ in 0..3 {
-            let mut tls = connect(&pki, &gw, with_cert.then_some(&alice), b"http/1.1").await;
+            let mut tls = tls_connect_as(&pki, &gw, with_cert.then_some(&alice), b"http/1.1").await;
             tasks.push(tokio::spawn(async move {
                 let started = Instant::now();
                 for b in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
@@ -285,7 +236,7 @@ async fn slow_headers_are_cut_after_client_header_timeout_with_and_without_a_cer
             }));
         }
     }
-    let mut idle = connect(&pki, &gw, Some(&alice), b"http/1.1").await;
+    let mut idle = tls_connect_as(&pki, &gw, Some(&alice), b"http/1.1").await;
     tasks.push(tokio::spawn(async move {
         let started = Instant::now();
         let (got, closed) = read_to_close(&mut idle, Duration::from_secs(20)).await;
@@ -326,7 +277,7 @@ async fn a_header_sent_slowly_but_within_the_timeout_is_served() {
     let (upstream, rec) = start_recorder();
     let gw = start_gateway(&pki, &config(&pki, upstream, ""));
     let alice = client_cert("alice", &pki.ca);
-    let mut tls = connect(&pki, &gw, Some(&alice), b"http/1.1").await;
+    let mut tls = tls_connect_as(&pki, &gw, Some(&alice), b"http/1.1").await;
     // Two requests on one connection, each header in pieces over about a second: the clock
     // restarts for each header, and a kept-alive wait between them does not count.
     for path in ["/first", "/second"] {
@@ -372,7 +323,7 @@ async fn slow_headers_without_a_certificate_hold_bounded_memory_and_are_closed()
     assert!(header.len() > 30_000 && header.len() < 32_768);
     let mut held = Vec::new();
     for _ in 0..200 {
-        held.push(connect(&pki, &gw, None, b"http/1.1").await);
+        held.push(tls_connect_as(&pki, &gw, None, b"http/1.1").await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let connected = rss_kib(&gw);
@@ -724,7 +675,7 @@ async fn a_stalled_request_body_gets_408_after_client_body_timeout() {
     let (upstream, rec) = start_recorder();
     let gw = start_gateway(&pki, &config(&pki, upstream, ""));
     let alice = client_cert("alice", &pki.ca);
-    let mut tls = connect(&pki, &gw, Some(&alice), b"http/1.1").await;
+    let mut tls = tls_connect_as(&pki, &gw, Some(&alice), b"http/1.1").await;
     tls.write_all(
         b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
     )
@@ -877,7 +828,7 @@ async fn http2_rapid_reset_ends_the_connection_and_reaches_the_upstream_little()
     let (upstream, rec) = start_recorder();
     let gw = start_gateway(&pki, &config(&pki, upstream, ""));
     let alice = client_cert("alice", &pki.ca);
-    let mut tls = connect(&pki, &gw, Some(&alice), b"h2").await;
+    let mut tls = tls_connect_as(&pki, &gw, Some(&alice), b"h2").await;
     h2_start(&mut tls).await;
     let block = get_block();
     let mut burst = Vec::new();
@@ -911,7 +862,7 @@ async fn http2_continuation_flood_is_cut_off() {
     let gw = start_gateway(&pki, &config(&pki, upstream, ""));
     let alice = client_cert("alice", &pki.ca);
     let before = rss_kib(&gw);
-    let mut tls = connect(&pki, &gw, Some(&alice), b"h2").await;
+    let mut tls = tls_connect_as(&pki, &gw, Some(&alice), b"h2").await;
     h2_start(&mut tls).await;
     tls.write_all(&frame(HEADERS, 0, 1, &get_block()))
         .await
@@ -1074,47 +1025,6 @@ const REFUSED: &[&str] = &[
     "/DIR;jsessionid=1/x",
 ];
 
-/// The status of `GET target` over HTTP/1.1, on a new connection presenting `cert`.
-async fn h1_status(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, target: &str) -> u16 {
-    let mut tls = connect(pki, gw, cert, b"http/1.1").await;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.unwrap();
-    tls.flush().await.unwrap();
-    let (got, _) = read_to_close(&mut tls, Duration::from_secs(5)).await;
-    let answer = String::from_utf8_lossy(&got);
-    answer
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP/1.1 answer to {target}: {answer:?}"))
-}
-
-/// The status of `GET https://localhost{path}` over HTTP/2, on a new connection presenting
-/// `cert`, or why there was none.
-async fn h2_status(
-    pki: &Pki,
-    gw: &Gateway,
-    cert: Option<&Issued>,
-    path: &str,
-) -> Result<u16, String> {
-    let tls = connect(pki, gw, cert, b"h2").await;
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(tls),
-    )
-    .await
-    .map_err(|e| format!("h2 handshake: {e}"))?;
-    tokio::spawn(connection);
-    let request = Request::get(format!("https://localhost{path}"))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| format!("{path} is not a URI the client can send: {e}"))?;
-    match tokio::time::timeout(Duration::from_secs(10), sender.send_request(request)).await {
-        Err(_) => Err("no answer within 10 s".into()),
-        Ok(Err(e)) => Err(format!("no response: {e}")),
-        Ok(Ok(response)) => Ok(response.status().as_u16()),
-    }
-}
-
 /// Sends `path` over both protocols as `cert`; the two statuses.
 async fn both_protocols(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, path: &str) -> [u16; 2] {
     let h1 = h1_status(pki, gw, cert, path).await;
@@ -1264,7 +1174,7 @@ async fn an_http2_path_without_a_leading_slash_is_never_forwarded() {
     let gw = start_gateway(&pki, &path_config(&pki, upstream, admin));
     let alice = client_cert("alice", &pki.ca);
     for path in [&b"admin/x"[..], b"*", b"public/../admin/x"] {
-        let mut tls = connect(&pki, &gw, Some(&alice), b"h2").await;
+        let mut tls = tls_connect_as(&pki, &gw, Some(&alice), b"h2").await;
         h2_start(&mut tls).await;
         // :method GET, :scheme https, then :path and :authority as literals.
         let mut block = vec![0x82, 0x87, 0x04, path.len() as u8];

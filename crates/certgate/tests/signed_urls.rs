@@ -731,6 +731,57 @@ async fn expired_altered_and_foreign_signatures_are_403_and_never_forwarded() {
 }
 
 #[tokio::test]
+async fn a_signed_prefix_opens_nothing_outside_it_by_any_spelling() {
+    let w = start(Setup::default());
+    let (status, json) = w.mint_as(&w.alice, "prefix=/videos/").await;
+    assert_eq!(status, 200, "{json}");
+    let url = json["url"].as_str().unwrap().to_string();
+    let query = url.split_once('?').unwrap().1;
+    // Sent byte for byte (an HTTP client library would resolve the dots itself), without a
+    // certificate, over both protocols.
+    let ok = format!("/videos/x/../a.mp4?{query}");
+    assert_eq!(h1_status(&w.pki, &w.gw, None, &ok).await, 200);
+    assert_eq!(h2_status(&w.pki, &w.gw, None, &ok).await, Ok(200));
+    assert!(
+        w.up.last().target.starts_with("/videos/a.mp4"),
+        "{}",
+        w.up.last().target
+    );
+    let before = w.up.count();
+    for (spelling, want) in [
+        // Normalized to /private/p.mp4 (carol's route; alice's prefix is not under it).
+        ("/videos/../private/p.mp4", 403),
+        ("/videos/%2e%2e/private/p.mp4", 403),
+        ("/videos/.%2E/private/p.mp4", 403),
+        ("//videos/../private/p.mp4", 403),
+        ("/videos/./../%70rivate/p.mp4", 403),
+        // Normalized to /api/x: no signed route, and no certificate.
+        ("/videos/../api/x", 400),
+        // Refused as spelled.
+        ("/videos/..%2fprivate/p.mp4", 400),
+        ("/videos%2f..%2fprivate/p.mp4", 400),
+        ("/videos/..;/private/p.mp4", 400),
+        ("/videos/..\\private/p.mp4", 400),
+        ("/videos/%2e%2e/%2e%2e/etc/passwd", 400),
+        ("/videos/%c0%ae%c0%ae/private/p.mp4", 400),
+        ("/videos/a.mp4%00.html", 400),
+    ] {
+        let target = format!("{spelling}?{query}");
+        assert_eq!(
+            h1_status(&w.pki, &w.gw, None, &target).await,
+            want,
+            "HTTP/1.1 {spelling}"
+        );
+        assert_eq!(
+            h2_status(&w.pki, &w.gw, None, &target).await,
+            Ok(want),
+            "HTTP/2 {spelling}"
+        );
+    }
+    assert_eq!(w.up.count(), before, "none of these may be forwarded");
+}
+
+#[tokio::test]
 async fn keys_rotate_by_reload_old_urls_verify_while_their_key_is_listed() {
     let w = start(Setup::default());
     let old_key = path_str(&w.pki.path("url.key"));

@@ -19,6 +19,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// A certificate with its key, as PEM.
 pub struct Issued {
@@ -438,6 +439,94 @@ pub async fn tls_connect_alpn(
         )
         .await
         .unwrap()
+}
+
+pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A raw TLS connection presenting `cert` (or none) and offering `alpn`.
+pub async fn tls_connect_as(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, alpn: &[u8]) -> Tls {
+    let mut config = match cert {
+        Some(cert) => tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(pki.ca.cert.der().clone()).unwrap();
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+        }
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+/// Reads until the peer closes (or errs), at most `wait`: what came, and when it closed.
+pub async fn read_to_close<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    wait: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let closed = tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (got, closed.ok().map(|()| started.elapsed()))
+}
+
+/// The status of `GET target` (sent byte for byte, no client normalizes it) over HTTP/1.1, on a new connection presenting `cert`.
+pub async fn h1_status(pki: &Pki, gw: &Gateway, cert: Option<&Issued>, target: &str) -> u16 {
+    let mut tls = tls_connect_as(pki, gw, cert, b"http/1.1").await;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let (got, _) = read_to_close(&mut tls, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&got);
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP/1.1 answer to {target}: {answer:?}"))
+}
+
+/// The status of `GET https://localhost{path}` over HTTP/2, on a new connection presenting
+/// `cert`, or why there was none.
+pub async fn h2_status(
+    pki: &Pki,
+    gw: &Gateway,
+    cert: Option<&Issued>,
+    path: &str,
+) -> Result<u16, String> {
+    let tls = tls_connect_as(pki, gw, cert, b"h2").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("h2 handshake: {e}"))?;
+    tokio::spawn(connection);
+    let request = Request::get(format!("https://localhost{path}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| format!("{path} is not a URI the client can send: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(10), sender.send_request(request)).await {
+        Err(_) => Err("no answer within 10 s".into()),
+        Ok(Err(e)) => Err(format!("no response: {e}")),
+        Ok(Ok(response)) => Ok(response.status().as_u16()),
+    }
 }
 
 /// [`start_gateway`] with more arguments after `run` (`--watch`).
