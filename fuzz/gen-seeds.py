@@ -104,7 +104,8 @@ def write(target: str, file: str, data: bytes) -> None:
 
 
 def main() -> None:
-    for target in ("identity_cert", "pki_pem", "pki_crl", "config_yaml", "identity_template"):
+    for target in ("identity_cert", "pki_pem", "pki_crl", "config_yaml", "identity_template",
+                   "path_normalize"):
         shutil.rmtree(CORPUS / target, ignore_errors=True)
     (FUZZ / "fixtures").mkdir(exist_ok=True)
 
@@ -215,6 +216,19 @@ def main() -> None:
     ]
     for i, t in enumerate(templates):
         write("identity_template", f"t{i:02}", t.encode())
+
+    # path_normalize: the first byte picks the options (even: encoded_slashes reject, odd:
+    # keep), the rest is a request path: the spellings of issue 22 and the forms around them.
+    paths = [
+        "/", "/admin/x", "/public/../admin/x", "/public/%2e%2e/admin/x", "/public/.%2E/admin/x",
+        "//admin/x", "/./admin/x", "/%61dmin/x", "/public/..%2fadmin/x", "/public%2f..%2fadmin/x",
+        "/admin%2Fx", "/public/..;/admin/x", "/public\\..\\admin/x", "/admin;jsessionid=1/x",
+        "/%c0%ae%c0%ae/admin", "/v/%C3%A4.mp4", "/a/b/../../..", "/a%00b", "*", "admin/x",
+        "/api/queues/%2F/orders", "/x/%7e%5f/./..//y;p=1/", "/%E0%80%AF", "/a%", "/a%zz/b",
+    ]
+    for i, p in enumerate(paths):
+        write("path_normalize", f"p{2 * i:02}", b"\x00" + p.encode())
+        write("path_normalize", f"p{2 * i + 1:02}", b"\x01" + p.encode())
 
 
 if __name__ == "__main__":

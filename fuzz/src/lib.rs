@@ -590,3 +590,86 @@ pub fn nginx_import(data: &[u8]) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// path_normalize
+
+/// A request path → [`certgate_path::normalize`]; the first byte picks the options (odd:
+/// `encoded_slashes: keep`), the rest is the path.
+///
+/// Invariants of a normalized path: it starts with `/`, has no `//`, no `.` or `..`
+/// segment, no escape of an unreserved character, only upper-case escapes, no backslash
+/// or control byte, and (under `reject`) no `%2F`/`%5C`; it is never longer than the input
+/// and normalizes to itself, borrowed (idempotent, and free the second time); an input
+/// that is already normal comes back borrowed; a target the `http` crate accepts stays one
+/// it accepts (the proxy rebuilds the URI from it); the servlet reading of a normal path is
+/// normal too (a `;` can never hide a dot segment).
+pub fn path_normalize(data: &[u8]) {
+    use certgate_path::{EncodedSlashes, Options};
+    use std::borrow::Cow;
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(path) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let encoded_slashes = if first & 1 == 1 {
+        EncodedSlashes::Keep
+    } else {
+        EncodedSlashes::Reject
+    };
+    let options = Options { encoded_slashes };
+    let Ok(normal) = certgate_path::normalize(path, options) else {
+        assert!(!certgate_path::is_normal(path, options), "{path:?}");
+        return;
+    };
+    let out: &str = &normal;
+    assert!(out.starts_with('/'), "{path:?} -> {out:?}");
+    assert!(!out.contains("//"), "{path:?} -> {out:?}");
+    assert!(out.len() <= path.len(), "{path:?} -> {out:?}");
+    assert!(
+        out.split('/').all(|s| s != "." && s != ".."),
+        "{path:?} -> {out:?}"
+    );
+    assert!(
+        !out.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f),
+        "{path:?} -> {out:?}"
+    );
+    let bytes = out.as_bytes();
+    for (i, _) in out.match_indices('%') {
+        let hex = &bytes[i + 1..i + 3];
+        assert!(
+            hex.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)),
+            "{path:?} -> {out:?}"
+        );
+        let value = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
+            .unwrap_or_else(|_| panic!("{path:?} -> {out:?}"));
+        assert!(
+            !(value.is_ascii_alphanumeric() || b"-._~".contains(&value)),
+            "unreserved {value:#x} still escaped: {path:?} -> {out:?}"
+        );
+        if encoded_slashes == EncodedSlashes::Reject {
+            assert!(value != b'/' && value != b'\\', "{path:?} -> {out:?}");
+        }
+    }
+    assert!(
+        matches!(certgate_path::normalize(out, options), Ok(Cow::Borrowed(again)) if again == out),
+        "not idempotent: {path:?} -> {out:?}"
+    );
+    assert!(certgate_path::is_normal(out, options), "{path:?} -> {out:?}");
+    if certgate_path::is_normal(path, options) {
+        assert!(matches!(normal, Cow::Borrowed(_)), "{path:?}");
+    }
+    if http::uri::PathAndQuery::try_from(path).is_ok() {
+        assert!(
+            http::uri::PathAndQuery::try_from(out).is_ok(),
+            "{path:?} -> {out:?} no longer parses"
+        );
+    }
+    if let Some(servlet) = certgate_path::without_parameters(out) {
+        assert!(
+            matches!(certgate_path::normalize(&servlet, options), Ok(Cow::Borrowed(_))),
+            "{path:?} -> {out:?} reads as {servlet:?}"
+        );
+    }
+}

@@ -110,3 +110,8 @@ fn seeds_are_accepted_by_the_code_under_test() {
         }
     }
 }
+
+#[test]
+fn path_normalize_inputs() {
+    replay("path_normalize", certgate_fuzz::path_normalize);
+}
