@@ -13,6 +13,11 @@ ratio to nginx measured in the same run. Nothing here asserts a speed: this is a
 measurement, not a test.
 
 Usage: python3 benches/load/run.py [--rounds 3] [--duration 10] [--idle 8000] [--systems certgate,nginx,haproxy]
+                                  [--headers nginx|minimal] [--path /api/v1/orders/12345]
+
+`--headers minimal` sends two identity headers (X-SSL-Client-Verify, X-SSL-Client-S-DN)
+instead of seven: the peers format theirs per request, certgate once per connection, so
+the minimal set gives certgate no head start. `--path` is the request path (default `/`).
 
 `--systems certgate,nginx,haproxy,bare-hyper` adds a bare hyper proxy
 (benches/load/bare_hyper.rs: no client certificates, no headers, no routing) to the
@@ -415,6 +420,7 @@ def idle_connections(pid: int, pki: Path, count: int) -> float:
 
 
 def main():
+    global HEADERS, URL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
@@ -427,7 +433,13 @@ def main():
                              "run as system certgate-baseline for a before/after in the same run")
     parser.add_argument("--only", default="",
                         help="run only the scenarios whose names contain one of these comma-separated words")
+    parser.add_argument("--headers", choices=["nginx", "minimal"], default="nginx",
+                        help="identity headers: nginx's seven, or the minimal two")
+    parser.add_argument("--path", default="/", help="the request path every load run sends")
     args = parser.parse_args()
+    if args.headers == "minimal":
+        HEADERS = HEADERS[:2]
+    URL = f"https://localhost:{PORT}{args.path}"
     systems = args.systems.split(",")
     if args.baseline:
         baseline = args.baseline.resolve()
@@ -543,8 +555,9 @@ def write_results(path, args, systems, results, rss, idle, loadgen_cpu):
         " `tune.ssl.cachesize 0`, certgate `session_resumption: false`), and 4 `openssl s_time -new"
         " -www /` processes (OpenSSL's client, no resumption offered); every other row by oha",
         "- same PKI for all (root → intermediate → leaf, certgate certs), client certificate required,"
-        " verify depth 2, the same seven identity headers (nginx's names) plus X-Forwarded-For, X-Real-IP"
-        " and X-Forwarded-Proto, keep-alive to one nginx `return 200` upstream",
+        f" verify depth 2, the same {len(HEADERS)} identity headers (nginx's names:"
+        f" {', '.join(h for h, _, _ in HEADERS)}) plus X-Forwarded-For, X-Real-IP"
+        f" and X-Forwarded-Proto, keep-alive to one nginx `return 200` upstream; request path `{URL.split(str(PORT), 1)[1]}`",
         "",
         "Medians, with min–max over the rounds in parentheses; ratio = median / nginx's median."
         " The load generator shares the 2 cores, so requests/s also depends on what it spends;"
