@@ -1134,6 +1134,15 @@ async fn request_target_forms_fragments_and_the_query_string() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // CONNECT names an authority, not a path: still the 405 of a reverse proxy.
+    let answer = exchange(
+        &pki,
+        &gw,
+        &alice,
+        b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert_eq!(rec.count(), 0, "{:?}", rec.paths());
 
     // A fragment is not part of the path: what follows `#` is dropped, never resolved.

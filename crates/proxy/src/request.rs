@@ -46,7 +46,10 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
     let (mut head, body) = request.into_parts();
     let is_grpc = decide::is_grpc(&head);
     // Normalize first: the access log, every decision and the upstream see one spelling.
-    let bad_path = decide::normalize_path(&mut head.uri, state.compiled.paths).err();
+    // (`CONNECT` names an authority, not a path: the decide phase answers it 405.)
+    let bad_path = (head.method != http::Method::CONNECT)
+        .then(|| decide::normalize_path(&mut head.uri, state.compiled.paths).err())
+        .flatten();
     let mut pending = Pending(Some(Box::new(Record {
         shared: conn.shared.clone(),
         state: state.clone(),
