@@ -639,7 +639,8 @@ pub fn path_normalize(data: &[u8]) {
     for (i, _) in out.match_indices('%') {
         let hex = &bytes[i + 1..i + 3];
         assert!(
-            hex.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)),
+            hex.iter()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)),
             "{path:?} -> {out:?}"
         );
         let value = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
@@ -656,7 +657,10 @@ pub fn path_normalize(data: &[u8]) {
         matches!(certgate_path::normalize(out, options), Ok(Cow::Borrowed(again)) if again == out),
         "not idempotent: {path:?} -> {out:?}"
     );
-    assert!(certgate_path::is_normal(out, options), "{path:?} -> {out:?}");
+    assert!(
+        certgate_path::is_normal(out, options),
+        "{path:?} -> {out:?}"
+    );
     if certgate_path::is_normal(path, options) {
         assert!(matches!(normal, Cow::Borrowed(_)), "{path:?}");
     }
@@ -668,7 +672,10 @@ pub fn path_normalize(data: &[u8]) {
     }
     if let Some(servlet) = certgate_path::without_parameters(out) {
         assert!(
-            matches!(certgate_path::normalize(&servlet, options), Ok(Cow::Borrowed(_))),
+            matches!(
+                certgate_path::normalize(&servlet, options),
+                Ok(Cow::Borrowed(_))
+            ),
             "{path:?} -> {out:?} reads as {servlet:?}"
         );
     }
