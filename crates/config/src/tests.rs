@@ -860,7 +860,7 @@ fn nginx_style_rule_errors_name_the_value() {
     );
     assert_eq!(
         error(&MINIMAL.replace("upstream: app", "upstream: app\n        deny_all: yes please")),
-        "gateway.yaml:8:19: servers[0].routes[0].deny_all: expected true or false; found \"yes please\""
+        "gateway.yaml:8:9: servers[0].routes[0].deny_all: expected true or false; found \"yes please\""
     );
 }
 
