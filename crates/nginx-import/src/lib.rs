@@ -8,6 +8,7 @@
 //! `certgate` binary does the reading and writing.
 #![forbid(unsafe_code)]
 
+mod access;
 mod convert;
 mod include;
 mod parse;
