@@ -1303,7 +1303,7 @@ impl<'a> Converter<'a> {
             }
         }
         let mut route = Route {
-            comment: format!("{} ({}): not proxied by nginx", words(l), l.at()),
+            comment: format!("{} ({}): closed, not converted (see the list at the top)", words(l), l.at()),
             path: None,
             path_prefix: None,
             path_regex: None,
