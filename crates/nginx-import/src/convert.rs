@@ -157,9 +157,11 @@ pub fn convert(
         }
     }
     let yaml = cx.emit(&servers, &unsupported);
+    // Only checks whose route was written (a server can still be dropped after its
+    // routes were built): each is named in a comment above a `deny_all: true`.
     let access_denied = unsupported
         .iter()
-        .filter(|u| cx.access_denied.contains(*u))
+        .filter(|u| cx.access_denied.contains(*u) && yaml.contains(&deny_all_comment(u)))
         .cloned()
         .collect();
     Ok(Conversion {
@@ -1768,6 +1770,11 @@ impl<'a> Converter<'a> {
         }
         w.finish()
     }
+}
+
+/// The start of the comment line above a route's `deny_all: true` that names a check.
+pub(crate) fn deny_all_comment(u: &Unsupported) -> String {
+    format!("\n        #   {}:{}: ", crate::yaml::comment(&u.file), u.line)
 }
 
 /// A route's `require_client_cert`, `allow`, `deny` and `deny_all`, with where each

@@ -14,7 +14,7 @@ mod include;
 mod parse;
 mod yaml;
 
-pub use convert::{convert, Conversion, NothingToConvert, Options, Unsupported};
+pub use convert::{convert, Conversion, NothingToConvert, Options, Unsupported, ACCESS_DENIED};
 pub use include::{
     load, IncludeSource, IncludedFile, LoadError, NoIncludes, MAX_FILES, MAX_INCLUDE_DEPTH,
 };

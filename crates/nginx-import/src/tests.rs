@@ -1161,3 +1161,47 @@ fn access_comments_name_the_nginx_lines() {
     );
     assert!(c.yaml.contains("- subject_regex: [\"CN=admin\"]"), "{}", c.yaml);
 }
+
+#[test]
+fn access_fixtures_convert_as_the_e2e_suite_expects() {
+    let fill_access = |t: &str| {
+        fill(t)
+            .replace("@FINGERPRINT@", "0123456789abcdef0123456789abcdef01234567")
+            .replace("@SERIAL@", "0A1B")
+    };
+    let c = run(&fill_access(include_str!(
+        "../../../tests/e2e/nginx_fixtures/access_checks.conf"
+    )));
+    assert_converted(&c);
+    let cfg = config(&c);
+    assert_eq!(route(&cfg, "/verify/").allow, vec![AllowRule::Verified]);
+    assert!(route(&cfg, "/verify400/").require_client_cert);
+    assert_eq!(
+        route(&cfg, "/map/").allow,
+        vec![
+            AllowRule::SubjectRegex(vec!["CN=alice,".into()]),
+            AllowRule::SubjectRegex(vec!["(?i)cn=nobody-else".into()]),
+        ]
+    );
+    assert!(route(&cfg, "/closed/").deny_all);
+    assert!(route(&cfg, "/").allow.is_empty());
+
+    let c = run(&fill_access(include_str!(
+        "../../../tests/e2e/nginx_fixtures/access_unconvertible.conf"
+    )));
+    assert_eq!(c.access_denied.len(), 2, "{:#?}", c.access_denied);
+    let cfg = config(&c);
+    assert!(route(&cfg, "/legacy/").deny_all && route(&cfg, "/login/").deny_all);
+    assert!(!route(&cfg, "/").deny_all);
+}
+
+#[test]
+fn a_dropped_server_leaves_no_access_check_claimed_by_a_route() {
+    // The second server has no proxied location: it is not written at all, so its check
+    // is listed but no route claims it.
+    let text = mtls("on", "", " location / { proxy_pass http://app; }")
+        + "server {\n listen 8443 ssl;\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n location /x { if ($request_method = POST) { return 405; } root /srv; }\n}\n";
+    let c = run(&text);
+    assert!(c.access_denied.is_empty(), "{:#?}", c.access_denied);
+    assert!(c.unsupported.iter().any(|u| u.why.starts_with(crate::ACCESS_DENIED)));
+}
