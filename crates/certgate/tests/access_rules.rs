@@ -7,6 +7,9 @@ mod common;
 
 use common::*;
 
+/// A client certificate chain and the certificate whose key signs.
+type Caller<'a> = (&'a [&'a Issued], &'a Issued);
+
 /// One server under `verify: optional`, so that callers without a certificate reach the
 /// routes and each route's own rules decide.
 fn config(pki: &Pki, upstream: std::net::SocketAddr, routes: &str) -> String {
@@ -19,12 +22,7 @@ fn route(prefix: &str, rules: &str) -> String {
     format!("      - match: {{ path_prefix: {prefix} }}\n        upstream: app\n{rules}")
 }
 
-async fn status(
-    pki: &Pki,
-    gw: &Gateway,
-    who: Option<(&[&Issued], &Issued)>,
-    path: &str,
-) -> u16 {
+async fn status(pki: &Pki, gw: &Gateway, who: Option<(&[&Issued], &Issued)>, path: &str) -> u16 {
     client(pki, gw, who, false)
         .get(gw.url(path))
         .send()
@@ -55,16 +53,37 @@ async fn nginx_style_rules_allow_and_refuse_real_certificates() {
 
     let routes = [
         // nginx: if ($ssl_client_s_dn !~* "cn=admin-[0-9]+") { return 403; }
-        route("/regex/", "        allow:\n          - subject_regex: [\"(?i)cn=admin-[0-9]+,\"]\n"),
+        route(
+            "/regex/",
+            "        allow:\n          - subject_regex: [\"(?i)cn=admin-[0-9]+,\"]\n",
+        ),
         // if ($ssl_client_i_dn !~ "^CN=Ops Intermediate,") { return 403; }
-        route("/issuer-regex/", "        allow:\n          - issuer_regex: \"^CN=Ops Intermediate,\"\n"),
+        route(
+            "/issuer-regex/",
+            "        allow:\n          - issuer_regex: \"^CN=Ops Intermediate,\"\n",
+        ),
         // if ($ssl_client_i_dn != "CN=Test Root CA,O=certgate tests") { return 403; }
-        route("/issuer/", "        allow:\n          - issuer: \"CN=Test Root CA,O=certgate tests\"\n"),
-        route("/sha1/", &format!("        allow:\n          - fingerprint_sha1: [\"{}\"]\n", alice_sha1.to_ascii_uppercase())),
+        route(
+            "/issuer/",
+            "        allow:\n          - issuer: \"CN=Test Root CA,O=certgate tests\"\n",
+        ),
+        route(
+            "/sha1/",
+            &format!(
+                "        allow:\n          - fingerprint_sha1: [\"{}\"]\n",
+                alice_sha1.to_ascii_uppercase()
+            ),
+        ),
         // $ssl_client_serial prints 0A1BFF; written with colons and lower case here.
-        route("/serial/", "        allow:\n          - serial: [\"0a:1b:ff\"]\n"),
+        route(
+            "/serial/",
+            "        allow:\n          - serial: [\"0a:1b:ff\"]\n",
+        ),
         // if ($ssl_client_s_dn ~ "CN=mallory") { return 403; }
-        route("/deny/", "        deny:\n          - subject_regex: [\"CN=mallory\"]\n"),
+        route(
+            "/deny/",
+            "        deny:\n          - subject_regex: [\"CN=mallory\"]\n",
+        ),
         // if ($ssl_client_verify != SUCCESS) { return 403; }
         route("/verified/", "        allow:\n          - verified: true\n"),
         route("/closed/", "        deny_all: true\n"),
@@ -79,7 +98,7 @@ async fn nginx_style_rules_allow_and_refuse_real_certificates() {
     let numbered_id: (&[&Issued], &Issued) = (&[&numbered], &numbered);
 
     // (path, caller, expected status): 200 reached the upstream, 403 refused by the route.
-    let cases: Vec<(&str, Option<(&[&Issued], &Issued)>, u16)> = vec![
+    let cases: Vec<(&str, Option<Caller>, u16)> = vec![
         ("/regex/x", Some(admin_id), 200),
         ("/regex/x", Some(alice_id), 403),
         ("/regex/x", None, 403),
@@ -106,12 +125,22 @@ async fn nginx_style_rules_allow_and_refuse_real_certificates() {
     for (path, who, expected) in cases {
         let before = seen.count();
         let got = status(&pki, &gw, who, path).await;
-        assert_eq!(got, expected, "{path} {:?}\n{}", who.map(|w| w.0.len()), gw.log());
+        assert_eq!(
+            got,
+            expected,
+            "{path} {:?}\n{}",
+            who.map(|w| w.0.len()),
+            gw.log()
+        );
         if expected == 200 {
             reached += 1;
             assert_eq!(seen.count(), before + 1, "{path} reached the upstream");
         } else {
-            assert_eq!(seen.count(), before, "{path}: nothing forwarded when refused");
+            assert_eq!(
+                seen.count(),
+                before,
+                "{path}: nothing forwarded when refused"
+            );
         }
     }
     assert_eq!(seen.count(), reached);

@@ -260,7 +260,9 @@ fn unconvertible_access_check_exits_2_and_the_route_denies_everything() {
     );
     let yaml = fs::read_to_string(dir.join("gateway.yaml")).unwrap();
     assert!(
-        yaml.contains("#   nginx/sites-enabled/api.conf:11: if ($request_method = DELETE) { return 405; }"),
+        yaml.contains(
+            "#   nginx/sites-enabled/api.conf:11: if ($request_method = DELETE) { return 405; }"
+        ),
         "{yaml}"
     );
     assert!(yaml.contains("deny_all: true"), "{yaml}");

@@ -1633,7 +1633,7 @@ pub(crate) fn normalize_serial(text: &str) -> Option<String> {
         .collect::<String>()
         .to_ascii_uppercase();
     let valid = !digits.is_empty()
-        && digits.len() % 2 == 0
+        && digits.len().is_multiple_of(2)
         && digits.bytes().all(|b| b.is_ascii_hexdigit());
     valid.then(|| format!("{sign}{digits}"))
 }

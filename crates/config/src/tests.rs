@@ -853,7 +853,8 @@ fn nginx_style_rule_errors_name_the_value() {
         error(&MINIMAL.replace("upstream: app", "upstream: app\n        deny: []")),
         "gateway.yaml:8:9: servers[0].routes[0].deny: an empty list denies nobody; remove deny, or write rules"
     );
-    let yaml = with("deny", "          - cn: [a]\n").replace("{ ca: certs/ca.crt }", "{ verify: off }");
+    let yaml =
+        with("deny", "          - cn: [a]\n").replace("{ ca: certs/ca.crt }", "{ verify: off }");
     assert_eq!(
         error(&yaml),
         "gateway.yaml:8:9: servers[0].routes[0].deny: deny rules need a client certificate, but servers[0].client_auth.verify is off"

@@ -138,7 +138,11 @@ impl Var {
             Var::SubjectDn => Ok(Rule::Subject(value.to_string())),
             Var::IssuerDn => Ok(Rule::Issuer(value.to_string())),
             Var::Fingerprint => {
-                if value.len() == 40 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                if value.len() == 40
+                    && value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
                     Ok(Rule::FingerprintSha1(value.to_string()))
                 } else {
                     Err(format!("{value:?} is not how $ssl_client_fingerprint prints (40 lower-case hex digits, no colons), so nginx's comparison never matches"))
@@ -148,7 +152,9 @@ impl Var {
                 let digits = value.strip_prefix('-').unwrap_or(value);
                 if !digits.is_empty()
                     && digits.len() % 2 == 0
-                    && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+                    && digits
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
                 {
                     Ok(Rule::Serial(value.to_string()))
                 } else {
@@ -233,7 +239,9 @@ fn refuses(body: &[Directive], any_return: bool) -> bool {
         }
         "rewrite" => {
             any_return
-                && d.args.get(2).is_some_and(|f| f == "redirect" || f == "permanent")
+                && d.args
+                    .get(2)
+                    .is_some_and(|f| f == "redirect" || f == "permanent")
         }
         "allow" | "deny" | "auth_basic" | "auth_request" | "limit_except" => true,
         _ => false,
@@ -409,9 +417,15 @@ fn map_rules(map: &Directive, refused: &dyn Fn(&str) -> bool) -> Result<(Vec<Rul
     }
     let default_refused = refused(&default);
     if entries.iter().any(|(_, r)| *r == default_refused) {
-        return Err("some entries give the same answer as the default: not a plain allow- or deny-list".into());
+        return Err(
+            "some entries give the same answer as the default: not a plain allow- or deny-list"
+                .into(),
+        );
     }
-    Ok((entries.into_iter().map(|(r, _)| r).collect(), default_refused))
+    Ok((
+        entries.into_iter().map(|(r, _)| r).collect(),
+        default_refused,
+    ))
 }
 
 /// An unconditional `return` at server or location level (rewrite phase: before
@@ -420,13 +434,15 @@ pub(crate) fn classify_return(d: &Directive) -> Option<Effect> {
     if !refuses(std::slice::from_ref(d), false) {
         return None;
     }
-    Some(match (d.args.as_slice(), d.args.first().map(|a| a.parse::<u16>())) {
-        ([_], Some(Ok(403))) => Effect::Closed(403),
-        (_, Some(Ok(code))) => Effect::Unconvertible(format!(
-            "return {code}: every request is refused, certgate answers 403"
-        )),
-        _ => Effect::Unconvertible("a return with a variable status".into()),
-    })
+    Some(
+        match (d.args.as_slice(), d.args.first().map(|a| a.parse::<u16>())) {
+            ([_], Some(Ok(403))) => Effect::Closed(403),
+            (_, Some(Ok(code))) => Effect::Unconvertible(format!(
+                "return {code}: every request is refused, certgate answers 403"
+            )),
+            _ => Effect::Unconvertible("a return with a variable status".into()),
+        },
+    )
 }
 
 /// The access-phase modules, read with nginx's inheritance (`chain` outermost first):
@@ -511,7 +527,11 @@ pub(crate) struct Access {
 /// them) under the server's `ssl_verify_client` mode. Every check must hold (nginx
 /// refuses at the first that fails); `allow` is any-of, so two different allow-lists
 /// cannot be combined and fail closed.
-pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directive) -> String) -> Access {
+pub(crate) fn combine(
+    checks: &[Check<'_>],
+    verify: &str,
+    text: impl Fn(&Directive) -> String,
+) -> Access {
     let mut access = Access::default();
     let mut need_verified: Option<(u16, String)> = None;
     let mut need_cert: Option<(u16, String)> = None;
@@ -530,7 +550,10 @@ pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directi
         match &c.effect {
             Effect::Unconvertible(why) => fail(&mut access, c.directive, why.clone()),
             Effect::Closed(_) => {
-                access.closed.get_or_insert(format!("{} ({at}): nginx refuses every request here", text(c.directive)));
+                access.closed.get_or_insert(format!(
+                    "{} ({at}): nginx refuses every request here",
+                    text(c.directive)
+                ));
             }
             Effect::NeedVerified(s) => {
                 need_verified.get_or_insert((*s, at));
@@ -569,20 +592,25 @@ pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directi
         } else {
             access.allow = rules.iter().map(|r| (r.clone(), at.clone())).collect();
             if *status == 400 {
-                access.notes.push(format!("{at}: nginx answers 400 where certgate's allow answers 403"));
+                access.notes.push(format!(
+                    "{at}: nginx answers 400 where certgate's allow answers 403"
+                ));
             }
         }
     }
     if !deny.is_empty() {
         // certgate's deny admits verified certificates only: exact when nginx's checks
         // already refuse the others.
-        let closed_without_cert = verified_only || (verify == "optional" && need_cert.is_some()) || allow.is_some();
+        let closed_without_cert =
+            verified_only || (verify == "optional" && need_cert.is_some()) || allow.is_some();
         if !certs_verified || !closed_without_cert {
             let at = deny[0].1.clone();
             access.deny_all.push((at, "deny-list check".into(), "nginx lets requests without a (verified) certificate past this check; certgate's deny rules admit verified certificates only: add `if ($ssl_client_verify != SUCCESS) { return 403; }` in nginx first".into()));
         } else {
             if deny_status.contains(&400) {
-                access.notes.push("nginx answers 400 where certgate's deny answers 403".into());
+                access
+                    .notes
+                    .push("nginx answers 400 where certgate's deny answers 403".into());
             }
             access.deny = deny;
         }
@@ -591,7 +619,9 @@ pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directi
         if let Some((status, at)) = &need_cert {
             access.require_client_cert = Some(format!("if ($ssl_client_verify = NONE) ({at})"));
             if *status == 403 {
-                access.notes.push(format!("{at}: nginx answers 403 without a certificate, certgate 400"));
+                access.notes.push(format!(
+                    "{at}: nginx answers 403 without a certificate, certgate 400"
+                ));
             }
         }
         if let Some((status, at)) = &need_verified {
@@ -604,7 +634,9 @@ pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directi
                     if access.allow.is_empty() && access.deny.is_empty() {
                         access.verified = Some(text);
                     }
-                    access.notes.push(format!("{at}: an unverified certificate gets 403 from certgate, 400 from nginx"));
+                    access.notes.push(format!(
+                        "{at}: an unverified certificate gets 403 from certgate, 400 from nginx"
+                    ));
                 }
                 _ => {
                     if access.allow.is_empty() && access.deny.is_empty() {
@@ -614,7 +646,11 @@ pub(crate) fn combine(checks: &[Check<'_>], verify: &str, text: impl Fn(&Directi
             }
         }
     } else if verify == "on" {
-        for (what, at) in need_verified.iter().map(|(_, a)| ("!= SUCCESS", a)).chain(need_cert.iter().map(|(_, a)| ("= NONE", a))) {
+        for (what, at) in need_verified
+            .iter()
+            .map(|(_, a)| ("!= SUCCESS", a))
+            .chain(need_cert.iter().map(|(_, a)| ("= NONE", a)))
+        {
             access.notes.push(format!("{at}: if ($ssl_client_verify {what}) never refuses under ssl_verify_client on (certgate's verify: on does the same)"));
         }
     }
@@ -655,14 +691,14 @@ pub(crate) fn pcre_to_rust(pattern: &str, caseless: bool) -> Result<String, Stri
             };
             match e {
                 b'd' | b'D' | b'w' | b'W' | b's' | b'S' | b't' | b'n' | b'r' | b'f' => {}
-                b'b' | b'B' | b'A' | b'z' if class.is_none() => {
-                    if b.get(i + 2) == Some(&b'{') {
-                        return refuse("\\b{…}");
-                    }
+                b'b' | b'B' if class.is_none() && b.get(i + 2) == Some(&b'{') => {
+                    return refuse("\\b{…}");
                 }
+                b'b' | b'B' | b'A' | b'z' if class.is_none() => {}
                 b'x' => {
                     let rest = &pattern[i + 2..];
-                    let ok = rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit);
+                    let ok =
+                        rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit);
                     if !ok {
                         return refuse("\\x without two hex digits");
                     }
@@ -685,14 +721,20 @@ pub(crate) fn pcre_to_rust(pattern: &str, caseless: bool) -> Result<String, Stri
                     // Only a POSIX class such as [:alpha:] nests.
                     let rest = &pattern[i..];
                     match rest.strip_prefix("[:").and_then(|r| r.find(":]")) {
-                        Some(end) if rest[2..2 + end].bytes().all(|x| x.is_ascii_alphabetic() || x == b'^') => {
+                        Some(end)
+                            if rest[2..2 + end]
+                                .bytes()
+                                .all(|x| x.is_ascii_alphabetic() || x == b'^') =>
+                        {
                             i += 2 + end + 2;
                             continue;
                         }
                         _ => return refuse("[ inside a character class"),
                     }
                 }
-                b'&' | b'-' | b'~' if next == Some(c) => return refuse("&&, -- or ~~ inside a character class"),
+                b'&' | b'-' | b'~' if next == Some(c) => {
+                    return refuse("&&, -- or ~~ inside a character class")
+                }
                 _ => {}
             }
             i += 1;
@@ -721,10 +763,13 @@ pub(crate) fn pcre_to_rust(pattern: &str, caseless: bool) -> Result<String, Stri
                 let after = rest.as_bytes().get(flags_len);
                 let ok = rest.starts_with(':')
                     || rest.starts_with("P<")
-                    || (rest.starts_with('<') && rest.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic))
+                    || (rest.starts_with('<')
+                        && rest.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic))
                     || (flags_len > 0 && matches!(after, Some(b':' | b')')));
                 if !ok {
-                    return refuse("a (?…) group other than (?:…), a named group or the flags i, m, s, U");
+                    return refuse(
+                        "a (?…) group other than (?:…), a named group or the flags i, m, s, U",
+                    );
                 }
             }
             b'{' => {
@@ -759,7 +804,13 @@ pub(crate) fn pcre_to_rust(pattern: &str, caseless: bool) -> Result<String, Stri
         pattern.to_string()
     };
     if let Err(e) = regex::Regex::new(&converted) {
-        let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+        let first = e
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         return refuse(&format!("not supported by certgate's engine: {first}"));
     }
     Ok(converted)
@@ -780,7 +831,11 @@ mod unit {
             ("[^]a]x", false, "[^]a]x"),
             ("[[:alpha:]]{2,}", false, "[[:alpha:]]{2,}"),
             ("a{3}\\.b\\,c\\x41", false, "a{3}\\.b\\,c\\x41"),
-            ("(?:x)(?i:y)(?<n>z)(?P<m>w)", false, "(?:x)(?i:y)(?<n>z)(?P<m>w)"),
+            (
+                "(?:x)(?i:y)(?<n>z)(?P<m>w)",
+                false,
+                "(?:x)(?i:y)(?<n>z)(?P<m>w)",
+            ),
             ("\\bCN=\\w+\\s?\\z", false, "\\bCN=\\w+\\s?\\z"),
         ] {
             assert_eq!(pcre_to_rust(p, caseless).as_deref(), Ok(want), "{p}");

@@ -69,7 +69,8 @@ impl Conversion {
 
 /// The start of the reason given for an access check that made a route refuse every
 /// request; the rest says why it could not be carried over.
-pub const ACCESS_DENIED: &str = "access check not converted: the route(s) it covers refuse every request (deny_all: true)";
+pub const ACCESS_DENIED: &str =
+    "access check not converted: the route(s) it covers refuse every request (deny_all: true)";
 
 /// The configuration has nothing certgate can serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -904,7 +905,11 @@ impl<'a> Converter<'a> {
         self.verify_mode = verify.value.clone();
         let mut routes = self.locations(&chain, body);
         // A closed location's route needs an upstream to be valid; it never contacts it.
-        match routes.iter().find(|r| !r.closed_location).map(|r| r.upstream.clone()) {
+        match routes
+            .iter()
+            .find(|r| !r.closed_location)
+            .map(|r| r.upstream.clone())
+        {
             Some(upstream) => {
                 for r in routes.iter_mut().filter(|r| r.closed_location) {
                     r.upstream = upstream.clone();
@@ -1189,7 +1194,8 @@ impl<'a> Converter<'a> {
         }
 
         let server_body = outer.last().copied().unwrap_or(&[]);
-        let checks = self.level_checks(server_body, true)
+        let checks = self
+            .level_checks(server_body, true)
             .into_iter()
             .chain(self.level_checks(body, true))
             .chain(access::access_phase(&chain))
@@ -1300,12 +1306,18 @@ impl<'a> Converter<'a> {
         } else {
             for c in &checks {
                 let why = "the location is not proxied (see above), but refuses requests: its path is closed rather than left to another route";
-                access.deny_all.push((c.directive.at(), check_text(c.directive), why.to_string()));
+                access
+                    .deny_all
+                    .push((c.directive.at(), check_text(c.directive), why.to_string()));
                 self.list_closed(c.directive, why);
             }
         }
         let mut route = Route {
-            comment: format!("{} ({}): closed, not converted (see the list at the top)", words(l), l.at()),
+            comment: format!(
+                "{} ({}): closed, not converted (see the list at the top)",
+                words(l),
+                l.at()
+            ),
             path: None,
             path_prefix: None,
             path_regex: None,
@@ -1774,7 +1786,11 @@ impl<'a> Converter<'a> {
 
 /// The start of the comment line above a route's `deny_all: true` that names a check.
 pub(crate) fn deny_all_comment(u: &Unsupported) -> String {
-    format!("\n        #   {}:{}: ", crate::yaml::comment(&u.file), u.line)
+    format!(
+        "\n        #   {}:{}: ",
+        crate::yaml::comment(&u.file),
+        u.line
+    )
 }
 
 /// A route's `require_client_cert`, `allow`, `deny` and `deny_all`, with where each
@@ -1787,7 +1803,12 @@ fn emit_access(w: &mut Writer, a: &access::Access) {
         w.key(8, "require_client_cert", "true", why);
     }
     if a.verified.is_some() || !a.allow.is_empty() {
-        w.key(8, "allow", "", "any rule that matches allows (verified certificates only)");
+        w.key(
+            8,
+            "allow",
+            "",
+            "any rule that matches allows (verified certificates only)",
+        );
         if let Some(why) = &a.verified {
             w.item_key(10, "verified", "true", why);
         }
@@ -1797,7 +1818,12 @@ fn emit_access(w: &mut Writer, a: &access::Access) {
         }
     }
     if !a.deny.is_empty() {
-        w.key(8, "deny", "", "a certificate any rule matches is refused (403)");
+        w.key(
+            8,
+            "deny",
+            "",
+            "a certificate any rule matches is refused (403)",
+        );
         for (rule, at) in &a.deny {
             let (key, value) = rule.key_value();
             w.item_key(10, key, &flow(&[value]), at);
@@ -1805,11 +1831,19 @@ fn emit_access(w: &mut Writer, a: &access::Access) {
     }
     if !a.deny_all.is_empty() {
         w.comment(8, "NOT CONVERTED: nginx access check(s) that cannot be carried over exactly, so this route");
-        w.comment(8, "refuses every request (fail closed). Carry them over by hand, then remove deny_all:");
+        w.comment(
+            8,
+            "refuses every request (fail closed). Carry them over by hand, then remove deny_all:",
+        );
         for (at, text, why) in &a.deny_all {
             w.comment(8, &format!("  {at}: {text}: {why}"));
         }
-        w.key(8, "deny_all", "true", "import-nginx: unconverted access check (see above)");
+        w.key(
+            8,
+            "deny_all",
+            "true",
+            "import-nginx: unconverted access check (see above)",
+        );
     } else if let Some(why) = &a.closed {
         w.key(8, "deny_all", "true", why);
     }

@@ -275,7 +275,11 @@ stream {{ server {{ listen 9000; }} }}\n"
         (13, "add_header", "response headers"),
         (14, "error_page", "error pages"),
         (18, "rewrite", "rewriting"),
-        (19, "auth_basic", "refuse every request (deny_all: true): HTTP authentication"),
+        (
+            19,
+            "auth_basic",
+            "refuse every request (deny_all: true): HTTP authentication",
+        ),
         (
             20,
             "proxy_set_header",
@@ -741,7 +745,6 @@ fn a_nameless_server_behind_another_default_is_listed() {
     assert_listed(&c, 6, "server", "not the default server");
 }
 
-
 // ---------------------------------------------------------------------------
 // Access checks: converted exactly, or the route refuses everything
 // ---------------------------------------------------------------------------
@@ -794,9 +797,13 @@ fn assert_closed(c: &Conversion, r: &RouteConfig, why_part: &str) {
         "expected an access check listed with …{why_part}…: {:#?}",
         c.access_denied
     );
-    assert!(c.yaml.contains("deny_all: true  # import-nginx: unconverted access check"));
+    assert!(c
+        .yaml
+        .contains("deny_all: true  # import-nginx: unconverted access check"));
     assert!(
-        c.access_denied.iter().all(|u| c.yaml.contains(&format!("#   {}:{}: ", u.file, u.line))),
+        c.access_denied
+            .iter()
+            .all(|u| c.yaml.contains(&format!("#   {}:{}: ", u.file, u.line))),
         "the route's comment names each check's file:line\n{}",
         c.yaml
     );
@@ -805,25 +812,43 @@ fn assert_closed(c: &Conversion, r: &RouteConfig, why_part: &str) {
 #[test]
 fn verify_check_under_optional_admits_verified_certificates_only() {
     // 403: certgate's `verified` allow rule answers 403 too (require_client_cert would say 400).
-    let (c, r) = one("optional", "", " if ($ssl_client_verify != SUCCESS) { return 403; }");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
     assert_converted(&c);
     assert_eq!(r.allow, vec![AllowRule::Verified]);
     assert!(!r.require_client_cert && !r.deny_all);
     // 400: under optional a failed certificate is already 400 in both; no certificate
     // is require_client_cert's 400.
-    let (c, r) = one("optional", "", " if ($ssl_client_verify != SUCCESS) { return 400; }");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 400; }",
+    );
     assert_converted(&c);
     assert!(r.require_client_cert);
     assert!(r.allow.is_empty());
     // The regex spelling of the same check.
-    let (c, r) = one("optional", "", " if ($ssl_client_verify !~ ^SUCCESS$) { return 403; }");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify !~ ^SUCCESS$) { return 403; }",
+    );
     assert_converted(&c);
     assert_eq!(r.allow, vec![AllowRule::Verified]);
     // `= NONE` only refuses a missing certificate: require_client_cert (400, noted).
-    let (c, r) = one("optional_no_ca", "", " if ($ssl_client_verify = NONE) { return 403; }");
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify = NONE) { return 403; }",
+    );
     assert_converted(&c);
     assert!(r.require_client_cert && r.allow.is_empty());
-    assert!(c.yaml.contains("nginx answers 403 without a certificate, certgate 400"));
+    assert!(c
+        .yaml
+        .contains("nginx answers 403 without a certificate, certgate 400"));
 }
 
 #[test]
@@ -838,26 +863,42 @@ fn verify_check_at_server_level_covers_every_route() {
     for r in &cfg.servers[0].routes {
         assert_eq!(r.allow, vec![AllowRule::Verified]);
     }
-    assert!(c.yaml.contains("if ($ssl_client_verify != SUCCESS) { return 403; } (nginx.conf:7)"));
+    assert!(c
+        .yaml
+        .contains("if ($ssl_client_verify != SUCCESS) { return 403; } (nginx.conf:7)"));
 }
 
 #[test]
 fn verify_check_under_optional_no_ca_also_refuses_failed_certificates() {
     // $ssl_client_verify is FAILED:… for a certificate that does not verify: the route
     // must refuse it too, which require_client_cert alone would not.
-    let (c, r) = one("optional_no_ca", "", " if ($ssl_client_verify != SUCCESS) { return 403; }");
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
     assert_converted(&c);
     assert_eq!(r.allow, vec![AllowRule::Verified]);
-    let (c, r) = one("optional_no_ca", "", " if ($ssl_client_verify != SUCCESS) { return 400; }");
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 400; }",
+    );
     assert_converted(&c);
     assert!(r.require_client_cert);
     assert_eq!(r.allow, vec![AllowRule::Verified]);
-    assert!(c.yaml.contains("an unverified certificate gets 403 from certgate, 400 from nginx"));
+    assert!(c
+        .yaml
+        .contains("an unverified certificate gets 403 from certgate, 400 from nginx"));
 }
 
 #[test]
 fn verify_check_under_on_never_refuses() {
-    let (c, r) = one("on", "", " if ($ssl_client_verify != SUCCESS) { return 403; }");
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
     assert_converted(&c);
     assert!(r.allow.is_empty() && !r.require_client_cert && !r.deny_all);
     assert!(c.yaml.contains("never refuses under ssl_verify_client on"));
@@ -866,19 +907,88 @@ fn verify_check_under_on_never_refuses() {
 #[test]
 fn subject_and_issuer_checks_become_allow_and_deny_rules() {
     let cases: &[(&str, &str, Vec<AllowRule>, Vec<AllowRule>)] = &[
-        ("$ssl_client_s_dn !~ \"CN=admin\"", "on", vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])], vec![]),
-        ("$ssl_client_s_dn !~* \"cn=admin\"", "optional", vec![AllowRule::SubjectRegex(vec!["(?i)cn=admin".into()])], vec![]),
-        ("$ssl_client_s_dn ~ \"CN=mallory\"", "on", vec![], vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]),
-        ("$ssl_client_s_dn ~* \"cn=mallory\"", "on", vec![], vec![AllowRule::SubjectRegex(vec!["(?i)cn=mallory".into()])]),
-        ("$ssl_client_s_dn != \"CN=admin,O=Example\"", "optional", vec![AllowRule::Subject("CN=admin,O=Example".into())], vec![]),
-        ("$ssl_client_s_dn = \"CN=mallory,O=Example\"", "on", vec![], vec![AllowRule::Subject("CN=mallory,O=Example".into())]),
-        ("$ssl_client_i_dn !~ \"^CN=Example Root CA\"", "on", vec![AllowRule::IssuerRegex(vec!["^CN=Example Root CA".into()])], vec![]),
-        ("$ssl_client_i_dn != \"CN=Example Root CA\"", "optional", vec![AllowRule::Issuer("CN=Example Root CA".into())], vec![]),
-        ("$ssl_client_i_dn ~ \"CN=Old CA\"", "on", vec![], vec![AllowRule::IssuerRegex(vec!["CN=Old CA".into()])]),
-        ("$ssl_client_fingerprint != \"0123456789abcdef0123456789abcdef01234567\"", "on", vec![AllowRule::FingerprintSha1(vec!["0123456789abcdef0123456789abcdef01234567".into()])], vec![]),
-        ("$ssl_client_fingerprint = \"0123456789abcdef0123456789abcdef01234567\"", "on", vec![], vec![AllowRule::FingerprintSha1(vec!["0123456789abcdef0123456789abcdef01234567".into()])]),
-        ("$ssl_client_serial != \"0A1B\"", "optional", vec![AllowRule::Serial(vec!["0A1B".into()])], vec![]),
-        ("$ssl_client_serial = 0A1B", "on", vec![], vec![AllowRule::Serial(vec!["0A1B".into()])]),
+        (
+            "$ssl_client_s_dn !~ \"CN=admin\"",
+            "on",
+            vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn !~* \"cn=admin\"",
+            "optional",
+            vec![AllowRule::SubjectRegex(vec!["(?i)cn=admin".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn ~ \"CN=mallory\"",
+            "on",
+            vec![],
+            vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])],
+        ),
+        (
+            "$ssl_client_s_dn ~* \"cn=mallory\"",
+            "on",
+            vec![],
+            vec![AllowRule::SubjectRegex(vec!["(?i)cn=mallory".into()])],
+        ),
+        (
+            "$ssl_client_s_dn != \"CN=admin,O=Example\"",
+            "optional",
+            vec![AllowRule::Subject("CN=admin,O=Example".into())],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn = \"CN=mallory,O=Example\"",
+            "on",
+            vec![],
+            vec![AllowRule::Subject("CN=mallory,O=Example".into())],
+        ),
+        (
+            "$ssl_client_i_dn !~ \"^CN=Example Root CA\"",
+            "on",
+            vec![AllowRule::IssuerRegex(vec!["^CN=Example Root CA".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_i_dn != \"CN=Example Root CA\"",
+            "optional",
+            vec![AllowRule::Issuer("CN=Example Root CA".into())],
+            vec![],
+        ),
+        (
+            "$ssl_client_i_dn ~ \"CN=Old CA\"",
+            "on",
+            vec![],
+            vec![AllowRule::IssuerRegex(vec!["CN=Old CA".into()])],
+        ),
+        (
+            "$ssl_client_fingerprint != \"0123456789abcdef0123456789abcdef01234567\"",
+            "on",
+            vec![AllowRule::FingerprintSha1(vec![
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ])],
+            vec![],
+        ),
+        (
+            "$ssl_client_fingerprint = \"0123456789abcdef0123456789abcdef01234567\"",
+            "on",
+            vec![],
+            vec![AllowRule::FingerprintSha1(vec![
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ])],
+        ),
+        (
+            "$ssl_client_serial != \"0A1B\"",
+            "optional",
+            vec![AllowRule::Serial(vec!["0A1B".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_serial = 0A1B",
+            "on",
+            vec![],
+            vec![AllowRule::Serial(vec!["0A1B".into()])],
+        ),
     ];
     for (cond, verify, allow, deny) in cases {
         let (c, r) = one(verify, "", &format!(" if ({cond}) {{ return 403; }}"));
@@ -891,10 +1001,19 @@ fn subject_and_issuer_checks_become_allow_and_deny_rules() {
 
 #[test]
 fn a_field_check_returning_400_is_converted_with_a_note() {
-    let (c, r) = one("on", "", " if ($ssl_client_s_dn !~ CN=admin) { return 400; }");
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ CN=admin) { return 400; }",
+    );
     assert_converted(&c);
-    assert_eq!(r.allow, vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]);
-    assert!(c.yaml.contains("nginx answers 400 where certgate's allow answers 403"));
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]
+    );
+    assert!(c
+        .yaml
+        .contains("nginx answers 400 where certgate's allow answers 403"));
 }
 
 #[test]
@@ -902,7 +1021,10 @@ fn field_values_nginx_never_prints_fail_closed() {
     for (cond, why) in [
         // nginx compares case-sensitively: an upper-case fingerprint never matches, so
         // `!=` refuses everyone; certgate's normalised rule would admit the certificate.
-        ("$ssl_client_fingerprint != \"0123456789ABCDEF0123456789ABCDEF01234567\"", "lower-case hex"),
+        (
+            "$ssl_client_fingerprint != \"0123456789ABCDEF0123456789ABCDEF01234567\"",
+            "lower-case hex",
+        ),
         ("$ssl_client_fingerprint != \"01:23\"", "lower-case hex"),
         ("$ssl_client_serial != \"0a1b\"", "upper-case hex"),
         ("$ssl_client_serial ~ \"^0A\"", "compare with = or !="),
@@ -913,7 +1035,10 @@ fn field_values_nginx_never_prints_fail_closed() {
         ("$ssl_client_s_dn !~ \"(?=CN=a)\"", "(?…) group"),
         ("$ssl_client_v_remain = 0", "only $ssl_client_verify"),
         ("$ssl_client_verify = SUCCESS", "only != SUCCESS and = NONE"),
-        ("$ssl_client_verify !~* success", "only != SUCCESS and = NONE"),
+        (
+            "$ssl_client_verify !~* success",
+            "only != SUCCESS and = NONE",
+        ),
         ("$ssl_client_s_dn", "tests for a certificate"),
     ] {
         let (c, r) = one("on", "", &format!(" if ({cond}) {{ return 403; }}"));
@@ -925,16 +1050,40 @@ fn field_values_nginx_never_prints_fail_closed() {
 #[test]
 fn other_answers_and_bodies_fail_closed() {
     for (check, why) in [
-        ("if ($ssl_client_verify != SUCCESS) { return 401; }", "return 401"),
-        ("if ($ssl_client_verify != SUCCESS) { return 495; }", "return 495"),
-        ("if ($ssl_client_verify != SUCCESS) { return 496; }", "return 496"),
-        ("if ($ssl_client_verify != SUCCESS) { return 302 https://login.example.org/; }", "exactly `return 403;`"),
-        ("if ($ssl_client_verify != SUCCESS) { rewrite ^ https://login.example.org/ redirect; }", "exactly `return 403;`"),
-        ("if ($ssl_client_s_dn !~ CN=admin) { add_header X-Why no; return 403; }", "exactly `return 403;`"),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 401; }",
+            "return 401",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 495; }",
+            "return 495",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 496; }",
+            "return 496",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 302 https://login.example.org/; }",
+            "exactly `return 403;`",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { rewrite ^ https://login.example.org/ redirect; }",
+            "exactly `return 403;`",
+        ),
+        (
+            "if ($ssl_client_s_dn !~ CN=admin) { add_header X-Why no; return 403; }",
+            "exactly `return 403;`",
+        ),
         // Any if that answers 4xx is an access check, whatever it tests.
         ("if ($request_method = POST) { return 405; }", "return 405"),
-        ("if ($request_method = POST) { return 403; }", "not a client-certificate variable"),
-        ("if ($remote_addr != 10.0.0.1) { return 403; }", "not a client-certificate variable"),
+        (
+            "if ($request_method = POST) { return 403; }",
+            "not a client-certificate variable",
+        ),
+        (
+            "if ($remote_addr != 10.0.0.1) { return 403; }",
+            "not a client-certificate variable",
+        ),
         ("if ($http_x_token = \"\") { return 401; }", "return 401"),
         ("return 404;", "return 404"),
     ] {
@@ -966,7 +1115,10 @@ fn several_checks_must_all_hold() {
         " if ($ssl_client_verify != SUCCESS) { return 403; }\n if ($ssl_client_s_dn !~ CN=admin) { return 403; }",
     );
     assert_converted(&c);
-    assert_eq!(r.allow, vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]);
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]
+    );
     // allow and deny together.
     let (c, r) = one(
         "on",
@@ -974,8 +1126,14 @@ fn several_checks_must_all_hold() {
         " if ($ssl_client_s_dn !~ O=Example) { return 403; }\n if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
     );
     assert_converted(&c);
-    assert_eq!(r.allow, vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]);
-    assert_eq!(r.deny, vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]);
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]
+    );
+    assert_eq!(
+        r.deny,
+        vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]
+    );
     // Two different allow-lists: nginx wants both, certgate's allow is any-of.
     let (c, r) = one(
         "on",
@@ -991,17 +1149,28 @@ fn several_checks_must_all_hold() {
     );
     assert_closed(&c, &r, "a second allow-list");
     let root = route(&config(&c), "/").clone();
-    assert_eq!(root.allow, vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]);
+    assert_eq!(
+        root.allow,
+        vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]
+    );
 }
 
 #[test]
 fn without_a_verify_check_only_exact_combinations_convert() {
     // optional_no_ca: nginx also admits an unverified certificate whose subject matches.
-    let (c, r) = one("optional_no_ca", "", " if ($ssl_client_s_dn !~ CN=admin) { return 403; }");
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_s_dn !~ CN=admin) { return 403; }",
+    );
     assert_closed(&c, &r, "optional_no_ca");
     // optional: a deny-list alone lets callers without a certificate through in nginx;
     // certgate's deny admits verified certificates only.
-    let (c, r) = one("optional", "", " if ($ssl_client_s_dn ~ CN=mallory) { return 403; }");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
+    );
     assert_closed(&c, &r, "deny rules admit verified certificates only");
     let (c, r) = one(
         "optional",
@@ -1009,12 +1178,23 @@ fn without_a_verify_check_only_exact_combinations_convert() {
         " if ($ssl_client_verify != SUCCESS) { return 403; }\n if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
     );
     assert_converted(&c);
-    assert_eq!(r.deny, vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]);
+    assert_eq!(
+        r.deny,
+        vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]
+    );
     // A pattern that matches the empty value lets certificate-less callers past nginx.
-    let (c, r) = one("optional", "", " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }",
+    );
     assert_closed(&c, &r, "matches the empty value");
     // …which cannot happen under `on`.
-    let (c, r) = one("on", "", " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }");
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }",
+    );
     assert_converted(&c);
     assert_eq!(r.allow.len(), 1);
     // verify off: no certificate, every $ssl_client_* check refuses everyone.
@@ -1034,7 +1214,11 @@ fn maps_that_are_plain_allow_or_deny_lists_convert() {
     let map = "map $ssl_client_s_dn $ok {\n default 0;\n \"~CN=alice\" 1;\n \"~*cn=bob\" 1;\n \"CN=carol,O=Example\" 1;\n}\n";
     for cond in ["$ok = 0", "$ok != 1"] {
         let text = map.to_string()
-            + &mtls("on", "", &format!(" location /a {{ if ({cond}) {{ return 403; }} proxy_pass http://app; }}"));
+            + &mtls(
+                "on",
+                "",
+                &format!(" location /a {{ if ({cond}) {{ return 403; }} proxy_pass http://app; }}"),
+            );
         let c = run(&text);
         assert_converted(&c);
         let cfg = config(&c);
@@ -1051,7 +1235,11 @@ fn maps_that_are_plain_allow_or_deny_lists_convert() {
     }
     // A deny-list map read with a plain test.
     let text = "map $ssl_client_serial $blocked { default 0; 0A1B 1; }\n".to_string()
-        + &mtls("on", "", " location /a { if ($blocked) { return 403; } proxy_pass http://app; }");
+        + &mtls(
+            "on",
+            "",
+            " location /a { if ($blocked) { return 403; } proxy_pass http://app; }",
+        );
     let c = run(&text);
     assert_converted(&c);
     assert_eq!(
@@ -1064,14 +1252,33 @@ fn maps_that_are_plain_allow_or_deny_lists_convert() {
 fn other_maps_fail_closed_and_are_listed() {
     for (map, why) in [
         // An entry gives the default's answer: order matters, not a plain list.
-        ("map $ssl_client_s_dn $ok { default 0; ~CN=mallory 0; ~CN= 1; }", "same answer as the default"),
-        ("map $ssl_client_s_dn $ok { hostnames; default 0; ~CN=a 1; }", "hostnames"),
-        ("map $ssl_client_s_dn $ok { default 0; ~CN=a $ssl_client_s_dn; }", "variables"),
-        ("map $http_x_user $ok { default 0; alice 1; }", "source $http_x_user"),
-        ("map $ssl_client_fingerprint $ok { default 0; ~^ab 1; }", "compare with = or !="),
+        (
+            "map $ssl_client_s_dn $ok { default 0; ~CN=mallory 0; ~CN= 1; }",
+            "same answer as the default",
+        ),
+        (
+            "map $ssl_client_s_dn $ok { hostnames; default 0; ~CN=a 1; }",
+            "hostnames",
+        ),
+        (
+            "map $ssl_client_s_dn $ok { default 0; ~CN=a $ssl_client_s_dn; }",
+            "variables",
+        ),
+        (
+            "map $http_x_user $ok { default 0; alice 1; }",
+            "source $http_x_user",
+        ),
+        (
+            "map $ssl_client_fingerprint $ok { default 0; ~^ab 1; }",
+            "compare with = or !=",
+        ),
     ] {
         let text = format!("{map}\n")
-            + &mtls("on", "", " location /a { if ($ok = 0) { return 403; } proxy_pass http://app; }");
+            + &mtls(
+                "on",
+                "",
+                " location /a { if ($ok = 0) { return 403; } proxy_pass http://app; }",
+            );
         let c = run(&text);
         let cfg = config(&c);
         assert_closed(&c, route(&cfg, "/a"), why);
@@ -1105,10 +1312,21 @@ fn access_phase_modules() {
         assert_closed(&c, &r, why);
     }
     // Inherited from the http level: every route.
-    let text = format!("http {{\n deny 192.0.2.1;\n{}}}\n", mtls("on", "", " location /a { proxy_pass http://app; }\n location / { proxy_pass http://app; }"));
+    let text = format!(
+        "http {{\n deny 192.0.2.1;\n{}}}\n",
+        mtls(
+            "on",
+            "",
+            " location /a { proxy_pass http://app; }\n location / { proxy_pass http://app; }"
+        )
+    );
     let c = run(&text);
     let cfg = config(&c);
-    assert!(cfg.servers[0].routes.iter().all(|r| r.deny_all), "{}", c.yaml);
+    assert!(
+        cfg.servers[0].routes.iter().all(|r| r.deny_all),
+        "{}",
+        c.yaml
+    );
     assert_listed(&c, 2, "deny", "address allow/deny");
 }
 
@@ -1139,13 +1357,20 @@ fn refusing_locations_do_not_fall_through_to_another_route() {
     // nginx answers 403 to all of /admin: an exact conversion.
     let admin = route(&cfg, "/admin");
     assert!(admin.deny_all);
-    assert!(!c.unsupported.iter().any(|u| u.line == 8), "{:#?}", listed(&c));
+    assert!(
+        !c.unsupported.iter().any(|u| u.line == 8),
+        "{:#?}",
+        listed(&c)
+    );
     // Not proxied, but with its own access rules: closed, listed.
     assert_closed(&c, route(&cfg, "/private"), "not proxied");
     // A location that cannot be converted (URI part) keeps its check by closing.
     assert_closed(&c, route(&cfg, "/v1/"), "not proxied");
     // A fixed 200 answer is not an access check: left out as before.
-    assert!(cfg.servers[0].routes.iter().all(|r| r.matcher.path.as_deref() != Some("/health")));
+    assert!(cfg.servers[0]
+        .routes
+        .iter()
+        .all(|r| r.matcher.path.as_deref() != Some("/health")));
     assert_listed(&c, 11, "return", "fixed responses");
     // The closed routes borrow an upstream; identity headers are unaffected.
     assert_eq!(cfg.upstreams.len(), 1);
@@ -1153,13 +1378,22 @@ fn refusing_locations_do_not_fall_through_to_another_route() {
 
 #[test]
 fn access_comments_name_the_nginx_lines() {
-    let (c, _) = one("optional", "", " if ($ssl_client_s_dn !~ \"CN=admin\") { return 403; }\n if ($http_x = 1) { return 403; }");
+    let (c, _) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn !~ \"CN=admin\") { return 403; }\n if ($http_x = 1) { return 403; }",
+    );
     assert!(
-        c.yaml.contains("#   nginx.conf:10: if ($http_x = 1) { return 403; }: a check on $http_x"),
+        c.yaml
+            .contains("#   nginx.conf:10: if ($http_x = 1) { return 403; }: a check on $http_x"),
         "{}",
         c.yaml
     );
-    assert!(c.yaml.contains("- subject_regex: [\"CN=admin\"]"), "{}", c.yaml);
+    assert!(
+        c.yaml.contains("- subject_regex: [\"CN=admin\"]"),
+        "{}",
+        c.yaml
+    );
 }
 
 #[test]
@@ -1203,5 +1437,8 @@ fn a_dropped_server_leaves_no_access_check_claimed_by_a_route() {
         + "server {\n listen 8443 ssl;\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n location /x { if ($request_method = POST) { return 405; } root /srv; }\n}\n";
     let c = run(&text);
     assert!(c.access_denied.is_empty(), "{:#?}", c.access_denied);
-    assert!(c.unsupported.iter().any(|u| u.why.starts_with(crate::ACCESS_DENIED)));
+    assert!(c
+        .unsupported
+        .iter()
+        .any(|u| u.why.starts_with(crate::ACCESS_DENIED)));
 }

@@ -53,7 +53,11 @@ enum Rule {
 impl AllowList {
     /// Compiles the rules' regular expressions (the configuration crate checked that they
     /// compile; an error here names the pattern).
-    pub fn new(allow: Vec<AllowRule>, deny: Vec<AllowRule>, deny_all: bool) -> Result<Self, String> {
+    pub fn new(
+        allow: Vec<AllowRule>,
+        deny: Vec<AllowRule>,
+        deny_all: bool,
+    ) -> Result<Self, String> {
         let compile = |rules: Vec<AllowRule>| -> Result<Vec<Rule>, String> {
             rules.into_iter().map(Rule::new).collect()
         };
