@@ -581,11 +581,42 @@ pub fn nginx_import(data: &[u8]) {
     for u in &conversion.unsupported {
         assert!(u.line >= 1 && u.line <= lines + 1, "{u}");
     }
-    if let Err(errors) = Config::parse(&conversion.yaml, Path::new("/etc/certgate/gateway.yaml")) {
+    let config = match Config::parse(&conversion.yaml, Path::new("/etc/certgate/gateway.yaml")) {
+        Ok(config) => config,
         // Only the checks that open nothing count: a converted config must be valid YAML
         // with known keys and well-formed values.
-        panic!(
+        Err(errors) => panic!(
             "the converted gateway.yaml does not load:\n{errors}\n---\n{}",
+            conversion.yaml
+        ),
+    };
+    // Fail closed: an access check that could not be carried over is listed, and a route
+    // that refuses every request (deny_all) names it in a comment.
+    for u in &conversion.access_denied {
+        assert!(
+            conversion.unsupported.contains(u),
+            "{u} is not listed as not carried over"
+        );
+        assert!(
+            u.why.starts_with(certgate_nginx_import::ACCESS_DENIED),
+            "{u}"
+        );
+        assert!(
+            conversion
+                .yaml
+                .contains(&format!("\n        #   {}:{}: ", u.file, u.line)),
+            "no route names {u}\n---\n{}",
+            conversion.yaml
+        );
+    }
+    if !conversion.access_denied.is_empty() {
+        assert!(
+            config
+                .servers
+                .iter()
+                .flat_map(|s| &s.routes)
+                .any(|r| r.deny_all),
+            "an unconverted access check, but no route denies everything:\n{}",
             conversion.yaml
         );
     }

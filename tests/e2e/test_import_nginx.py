@@ -69,7 +69,8 @@ class Pair:
     stderr: str
 
 
-def start_pair(factory_dir: Path, fixture: str, pki, upstream_client=None, **subs) -> Pair:
+def start_pair(factory_dir: Path, fixture: str, pki, upstream_client=None, expect_exit=0,
+               **subs) -> Pair:
     d = factory_dir
     lay_out_pki(d, pki, upstream_client)
     nginx_port, certgate_port = S.free_port(), S.free_port()
@@ -96,7 +97,7 @@ def start_pair(factory_dir: Path, fixture: str, pki, upstream_client=None, **sub
         [str(S.certgate_bin()), "import-nginx", str(src), "-o", str(out)],
         capture_output=True, text=True, timeout=30,
     )
-    assert conv.returncode == 0, f"import-nginx exit {conv.returncode}\n{conv.stderr}"
+    assert conv.returncode == expect_exit, f"import-nginx exit {conv.returncode}\n{conv.stderr}"
     check = S.run_check(out)
     assert check.returncode == 0, f"{check.stdout}{check.stderr}\n{out.read_text()}"
     cg = S.ManagedProcess("certgate", [str(S.certgate_bin()), "-c", str(out), "run"], out_dir,
@@ -229,6 +230,92 @@ def test_video_range_requests(pki, tmp_path):
             assert codes == [400, 400], codes
     finally:
         media.stop()
+
+
+# ---------------------------------------------------------------------------
+# Access checks: converted exactly (same status), or the route refuses everything
+# ---------------------------------------------------------------------------
+
+ACCESS_CLIENTS = ["ascii_rsa", "via_intermediate", None]
+
+
+def nginx_serial(cert) -> str:
+    """$ssl_client_serial: OpenSSL's i2a_ASN1_INTEGER, upper-case hex in whole octets."""
+    digits = format(cert.serial_number, "X")
+    return digits if len(digits) % 2 == 0 else "0" + digits
+
+
+def answers(pki, backend, pair: Pair, path: str, client_name):
+    """(nginx status, certgate status, whether each backend saw the request)."""
+    client = client_of(pki, client_name)
+    out = []
+    for port in (pair.nginx_port, pair.certgate_port):
+        marker = f"probe-{uuid.uuid4().hex}"
+        r = S.curl(port, f"{path}{marker}", pki=pki, client=client)
+        out.append((r.status, bool(backend.seen(marker))))
+    return out
+
+
+# path -> expected nginx status per client (alice, svc-a via the intermediate, none).
+ACCESS_EXPECTED = {
+    "/verify/": (200, 200, 403),
+    "/verify400/": (200, 200, 400),
+    "/sdn/": (200, 403, 403),
+    "/sdn-caseless/": (403, 200, 403),
+    "/deny/": (403, 200, 403),
+    "/idn/": (403, 200, 403),
+    "/fingerprint/": (200, 403, 403),
+    "/serial/": (403, 200, 403),
+    "/map/": (200, 403, 403),
+    "/closed/": (403, 403, 403),
+    "/": (200, 200, 200),
+}
+
+
+def test_access_checks_convert_with_the_same_answers(pki, backend, tmp_path):
+    alice, svc = pki.clients["ascii_rsa"], pki.clients["via_intermediate"]
+    pair = start_pair(
+        tmp_path, "access_checks.conf", pki, BACKEND=f"127.0.0.1:{backend.port}",
+        FINGERPRINT=hashlib.sha1(alice.der).hexdigest(), SERIAL=nginx_serial(svc.obj),
+    )
+    assert "Every directive was carried over." in pair.yaml
+    assert "deny_all: true" in pair.yaml  # location /closed/ { return 403; }
+    for path, expected in ACCESS_EXPECTED.items():
+        for client_name, want in zip(ACCESS_CLIENTS, expected):
+            (ng, ng_seen), (cg, cg_seen) = answers(pki, backend, pair, path, client_name)
+            assert (ng, cg) == (want, want), f"{path} {client_name}: nginx {ng}, certgate {cg}\n{pair.yaml}"
+            assert ng_seen == cg_seen == (want == 200), f"{path} {client_name}: backend saw nginx {ng_seen}, certgate {cg_seen}"
+    # A certificate that fails verification: nginx and certgate answer 400 under optional.
+    for path in ACCESS_EXPECTED:
+        (ng, _), (cg, _) = answers(pki, backend, pair, path, "foreign")
+        assert ng == cg == 400, (path, ng, cg)
+
+
+def test_access_check_at_server_level_covers_every_location(pki, backend, tmp_path):
+    pair = start_pair(tmp_path, "access_verify_server.conf", pki, BACKEND=f"127.0.0.1:{backend.port}")
+    assert "Every directive was carried over." in pair.yaml
+    for path in ("/api/", "/"):
+        for client_name, want in zip(ACCESS_CLIENTS, (200, 200, 403)):
+            (ng, _), (cg, _) = answers(pki, backend, pair, path, client_name)
+            assert (ng, cg) == (want, want), (path, client_name, ng, cg)
+
+
+def test_unconvertible_access_checks_refuse_everything(pki, backend, tmp_path):
+    pair = start_pair(tmp_path, "access_unconvertible.conf", pki, expect_exit=2,
+                      BACKEND=f"127.0.0.1:{backend.port}")
+    assert "access check(s) above could not be carried over exactly" in pair.stderr
+    assert pair.yaml.count("deny_all: true  # import-nginx: unconverted access check") == 2, pair.yaml
+    nginx_admitted = 0
+    for path in ("/legacy/", "/login/"):
+        for client_name in ACCESS_CLIENTS:
+            (ng, ng_seen), (cg, cg_seen) = answers(pki, backend, pair, path, client_name)
+            # Never more open than nginx: certgate refuses every request on these routes.
+            assert cg == 403 and not cg_seen, (path, client_name, ng, cg)
+            nginx_admitted += ng == 200
+    assert nginx_admitted > 0, "the fixture should admit someone under nginx"
+    # The route without checks is untouched.
+    (ng, _), (cg, _) = answers(pki, backend, pair, "/", None)
+    assert ng == cg == 200
 
 
 # gRPC: mTLS from the client to the gateway and from the gateway to the backend.

@@ -3,8 +3,10 @@
 //! are `certgate-nginx-import`'s.
 //!
 //! Exit codes: 0 the output is complete; 2 it was written but something was not carried
-//! over (each item is printed on stderr as `file:line: directive: why`); 1 nothing was
-//! written (unreadable file, syntax error, or no TLS server to convert).
+//! over (each item is printed on stderr as `file:line: directive: why`), among which
+//! access checks that could not be carried over exactly: the routes they cover refuse
+//! every request (`deny_all: true`); 1 nothing was written (unreadable file, syntax
+//! error, or no TLS server to convert).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -99,6 +101,12 @@ fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     }
     for u in &conversion.unsupported {
         eprintln!("{u}");
+    }
+    if !conversion.access_denied.is_empty() {
+        eprintln!(
+            "certgate: {} access check(s) above could not be carried over exactly: the routes they cover refuse every request (deny_all: true) until you convert them by hand",
+            conversion.access_denied.len()
+        );
     }
     eprintln!(
         "certgate: {source} converted to {written}, INCOMPLETE: {} directive(s) above were not carried over (exit {INCOMPLETE})",

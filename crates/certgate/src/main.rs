@@ -55,6 +55,14 @@ enum Command {
     /// Convert an nginx configuration's mTLS server blocks into gateway.yaml. Exit 0:
     /// complete; 2: written, but the directives listed on stderr were not carried over;
     /// 1: nothing written.
+    ///
+    /// Access checks (`if ($ssl_client_verify != SUCCESS) { return 403; }`,
+    /// `if ($ssl_client_s_dn !~ "…")`, `map` allow-lists, …) become require_client_cert,
+    /// allow and deny rules when they can be carried over exactly. Any other check that
+    /// can refuse a request (other return codes or variables, allow/deny by address,
+    /// auth_basic, auth_request, limit_except) makes the routes it covers refuse every
+    /// request (`deny_all: true`, with a comment naming the nginx line) and exits 2: the
+    /// output is never more open than nginx.
     ImportNginx(import_nginx::ImportArgs),
 }
 

@@ -209,3 +209,64 @@ fn errors_exit_1_and_write_nothing() {
         text(&out)
     );
 }
+
+#[test]
+fn converted_access_checks_exit_0_and_pass_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(
+        dir,
+        "        if ($ssl_client_s_dn !~ \"CN=admin\") { return 403; }\n        if ($ssl_client_fingerprint = \"0123456789abcdef0123456789abcdef01234567\") { return 403; }\n",
+    );
+    let out = certgate(
+        dir,
+        &["import-nginx", "nginx/nginx.conf", "-o", "gateway.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let yaml = fs::read_to_string(dir.join("gateway.yaml")).unwrap();
+    assert!(
+        yaml.contains("- subject_regex: [\"CN=admin\"]  # nginx/sites-enabled/api.conf:10"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("- fingerprint_sha1: [0123456789abcdef0123456789abcdef01234567]"),
+        "{yaml}"
+    );
+    let check = certgate(dir, &["-c", "gateway.yaml", "check"]);
+    assert!(check.status.success(), "{}\n{yaml}", text(&check));
+}
+
+#[test]
+fn unconvertible_access_check_exits_2_and_the_route_denies_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(
+        dir,
+        "        if ($ssl_client_s_dn !~ \"CN=admin\") { return 403; }\n        if ($request_method = DELETE) { return 405; }\n",
+    );
+    let out = certgate(
+        dir,
+        &["import-nginx", "nginx/nginx.conf", "-o", "gateway.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("nginx/sites-enabled/api.conf:11: if: access check not converted: the route(s) it covers refuse every request (deny_all: true): return 405"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 access check(s) above could not be carried over exactly"),
+        "{err}"
+    );
+    let yaml = fs::read_to_string(dir.join("gateway.yaml")).unwrap();
+    assert!(
+        yaml.contains(
+            "#   nginx/sites-enabled/api.conf:11: if ($request_method = DELETE) { return 405; }"
+        ),
+        "{yaml}"
+    );
+    assert!(yaml.contains("deny_all: true"), "{yaml}");
+    // The closed configuration is still one certgate runs.
+    let check = certgate(dir, &["-c", "gateway.yaml", "check"]);
+    assert!(check.status.success(), "{}\n{yaml}", text(&check));
+}

@@ -66,10 +66,16 @@ const ALLOW_RULES: &[&str] = &[
     "cn",
     "ou",
     "subject",
+    "issuer",
+    "subject_regex",
+    "issuer_regex",
     "san_uri",
     "san_dns",
     "fingerprint_sha256",
+    "fingerprint_sha1",
+    "serial",
     "spki_sha256",
+    "verified",
 ];
 /// Headers that describe the connection or the message framing: setting them from the
 /// config would corrupt the proxied request (request smuggling, broken keep-alive).
@@ -983,7 +989,34 @@ impl Compiler<'_> {
                 items
                     .into_iter()
                     .enumerate()
-                    .filter_map(|(k, item)| self.allow_rule(&join_index(&at("allow"), k), item))
+                    .filter_map(|(k, item)| {
+                        self.allow_rule(&join_index(&at("allow"), k), item, RuleList::Allow)
+                    })
+                    .collect()
+            }
+        };
+        let deny = match raw.deny {
+            None => Vec::new(),
+            Some(items) if items.is_empty() => {
+                self.error(
+                    &at("deny"),
+                    "an empty list denies nobody; remove deny, or write rules",
+                );
+                Vec::new()
+            }
+            Some(items) => {
+                if client_auth.verify == VerifyMode::Off {
+                    self.error(
+                        &at("deny"),
+                        format!("deny rules need a client certificate, but {server_base}.client_auth.verify is off"),
+                    );
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(k, item)| {
+                        self.allow_rule(&join_index(&at("deny"), k), item, RuleList::Deny)
+                    })
                     .collect()
             }
         };
@@ -1043,6 +1076,8 @@ impl Compiler<'_> {
             upstream: raw.upstream,
             require_client_cert: raw.require_client_cert.unwrap_or(false),
             allow,
+            deny,
+            deny_all: raw.deny_all.unwrap_or(false),
             headers,
             max_body_size,
             timeouts,
@@ -1186,7 +1221,14 @@ impl Compiler<'_> {
         matcher
     }
 
-    fn allow_rule(&mut self, path: &str, item: OrderedMap<OneOrMany<String>>) -> Option<AllowRule> {
+    /// One item of `allow` or `deny`: exactly one rule, its values checked and normalised
+    /// to the form the certificate's value is compared in.
+    fn allow_rule(
+        &mut self,
+        path: &str,
+        item: OrderedMap<OneOrMany<Scalar>>,
+        list: RuleList,
+    ) -> Option<AllowRule> {
         let mut entries = item.0;
         if entries.len() != 1 {
             let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
@@ -1197,16 +1239,55 @@ impl Compiler<'_> {
                 )
             } else {
                 format!(
-                    "each item holds exactly one rule, found {}; write one item per rule (any rule that matches allows)",
-                    keys.join(", ")
+                    "each item holds exactly one rule, found {}; write one item per rule (any rule that matches {})",
+                    keys.join(", "),
+                    list.verb()
                 )
             };
             self.error(path, message);
             return None;
         }
-        let (rule, values) = entries.pop()?;
+        let (rule, raw_values) = entries.pop()?;
         let path = join_key(path, &rule);
-        let values = values.0;
+        if rule == "verified" {
+            if list == RuleList::Deny {
+                self.error(
+                    &path,
+                    "deny cannot refuse every verified certificate; use deny_all: true to close the route",
+                );
+                return None;
+            }
+            return match raw_values.0.as_slice() {
+                [Scalar::Bool(true)] => Some(AllowRule::Verified),
+                [other] => {
+                    self.error(
+                        &path,
+                        format!(
+                            "expected true (any verified certificate); found {}",
+                            other.describe()
+                        ),
+                    );
+                    None
+                }
+                _ => {
+                    self.error(&path, "expected true (any verified certificate)");
+                    None
+                }
+            };
+        }
+        let mut values = Vec::new();
+        for (k, value) in raw_values.0.iter().enumerate() {
+            match value {
+                Scalar::Str(s) => values.push(s.clone()),
+                other => {
+                    self.error(
+                        &join_index(&path, k),
+                        format!("expected a string; found {}", other.describe()),
+                    );
+                    return None;
+                }
+            }
+        }
         if values.is_empty() {
             self.error(&path, "at least one value is required");
             return None;
@@ -1218,18 +1299,48 @@ impl Compiler<'_> {
         Some(match rule.as_str() {
             "cn" => AllowRule::Cn(values),
             "ou" => AllowRule::Ou(values),
-            "subject" => {
+            "subject" | "issuer" => {
                 if values.len() != 1 {
-                    self.error(&path, "expected one subject DN such as \"CN=my-client,O=Example\"; use one item per subject");
+                    self.error(&path, format!("expected one {rule} DN such as \"CN=my-client,O=Example\"; use one item per {rule}"));
                     return None;
                 }
-                AllowRule::Subject(values.into_iter().next()?)
+                let dn = values.into_iter().next()?;
+                if rule == "subject" {
+                    AllowRule::Subject(dn)
+                } else {
+                    AllowRule::Issuer(dn)
+                }
+            }
+            "subject_regex" | "issuer_regex" => {
+                let mut ok = true;
+                for (k, pattern) in values.iter().enumerate() {
+                    if let Err(e) = regex::Regex::new(pattern) {
+                        self.error(
+                            &join_index(&path, k),
+                            format!("invalid regular expression: {}", regex_error(&e)),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                if rule == "subject_regex" {
+                    AllowRule::SubjectRegex(values)
+                } else {
+                    AllowRule::IssuerRegex(values)
+                }
             }
             "san_uri" => AllowRule::SanUri(values),
             "san_dns" => {
                 AllowRule::SanDns(values.into_iter().map(|v| v.to_ascii_lowercase()).collect())
             }
-            "fingerprint_sha256" | "spki_sha256" => {
+            "fingerprint_sha256" | "spki_sha256" | "fingerprint_sha1" => {
+                let (digits, what) = if rule == "fingerprint_sha1" {
+                    (40, "a SHA-1 digest: 40 hex digits")
+                } else {
+                    (64, "a SHA-256 digest: 64 hex digits")
+                };
                 let mut digests = Vec::new();
                 for (k, value) in values.iter().enumerate() {
                     let digest: String = value
@@ -1237,20 +1348,33 @@ impl Compiler<'_> {
                         .filter(|c| *c != ':')
                         .collect::<String>()
                         .to_ascii_lowercase();
-                    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    if digest.len() == digits && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
                         digests.push(digest);
                     } else {
                         self.error(
                             &join_index(&path, k),
-                            format!("expected a SHA-256 digest: 64 hex digits, colons allowed; found {value:?}"),
+                            format!("expected {what}, colons allowed; found {value:?}"),
                         );
                     }
                 }
-                if rule == "fingerprint_sha256" {
-                    AllowRule::FingerprintSha256(digests)
-                } else {
-                    AllowRule::SpkiSha256(digests)
+                match rule.as_str() {
+                    "fingerprint_sha256" => AllowRule::FingerprintSha256(digests),
+                    "spki_sha256" => AllowRule::SpkiSha256(digests),
+                    _ => AllowRule::FingerprintSha1(digests),
                 }
+            }
+            "serial" => {
+                let mut serials = Vec::new();
+                for (k, value) in values.iter().enumerate() {
+                    match normalize_serial(value) {
+                        Some(serial) => serials.push(serial),
+                        None => self.error(
+                            &join_index(&path, k),
+                            format!("expected a serial number as $ssl_client_serial prints it: hex digits in pairs such as 0A1B (colons allowed, - before a negative one); found {value:?}"),
+                        ),
+                    }
+                }
+                AllowRule::Serial(serials)
             }
             other => {
                 let mut message =
@@ -1494,6 +1618,40 @@ impl Compiler<'_> {
             }
         }
     }
+}
+
+/// Which list a rule is written in: `verified` only makes sense in `allow`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RuleList {
+    Allow,
+    Deny,
+}
+
+impl RuleList {
+    fn verb(self) -> &'static str {
+        match self {
+            RuleList::Allow => "allows",
+            RuleList::Deny => "denies",
+        }
+    }
+}
+
+/// `0a:1b` / `0A1B` / `-01` → the form `$ssl_client_serial` prints (`i2a_ASN1_INTEGER`:
+/// upper-case hex in whole octets). `None` for anything that form can never be.
+pub(crate) fn normalize_serial(text: &str) -> Option<String> {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let digits: String = digits
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let valid = !digits.is_empty()
+        && digits.len().is_multiple_of(2)
+        && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| format!("{sign}{digits}"))
 }
 
 fn one_of(choices: &[&str], found: &Scalar) -> String {

@@ -288,6 +288,16 @@ pub struct RouteConfig {
     pub require_client_cert: bool,
     /// Any rule that matches allows; empty (absent) = any verified certificate.
     pub allow: Vec<AllowRule>,
+    /// `deny:` — a verified certificate that any of these rules matches is refused (403),
+    /// whatever `allow` says. A route with `deny` rules (like one with `allow` rules)
+    /// admits only verified certificates. Default empty. [`AllowRule::Verified`] is not
+    /// accepted here.
+    pub deny: Vec<AllowRule>,
+    /// `deny_all: true` — every request on this route is refused (403) and nothing is
+    /// forwarded, whatever `allow`, `deny` and `signed_urls` say. Written by
+    /// `certgate import-nginx` on routes whose nginx access checks it could not carry
+    /// over exactly (fail closed); also a way to close a path by hand. Default `false`.
+    pub deny_all: bool,
     /// Extra request headers (nginx `proxy_set_header`), in file order. Default empty.
     pub headers: Vec<(String, String)>,
     /// nginx `client_max_body_size`: `None` = unlimited (`0` in the file, as in nginx);
@@ -355,6 +365,26 @@ pub enum AllowRule {
     /// SHA-256 of the SubjectPublicKeyInfo DER (pinning that survives re-issuance);
     /// normalised like [`AllowRule::FingerprintSha256`].
     SpkiSha256(Vec<String>),
+    /// Full issuer DN, RFC 2253, as `$ssl_client_i_dn` prints it; compared exactly.
+    Issuer(String),
+    /// `regex` crate patterns searched (unanchored, case-sensitive unless `(?i)`) in the
+    /// subject DN as `$ssl_client_s_dn` prints it: nginx's `if ($ssl_client_s_dn ~ …)`.
+    /// Checked to compile when the configuration is loaded.
+    SubjectRegex(Vec<String>),
+    /// The same against the issuer DN (`$ssl_client_i_dn`).
+    IssuerRegex(Vec<String>),
+    /// SHA-1 of the certificate's DER as `$ssl_client_fingerprint` prints it: 40 hex
+    /// digits, normalised to lower case without colons.
+    FingerprintSha1(Vec<String>),
+    /// The serial number as `$ssl_client_serial` prints it: upper-case hex digits in
+    /// pairs (`0A1B`), `-` before a negative one; normalised to upper case without colons.
+    Serial(Vec<String>),
+    /// `verified: true`: any verified certificate (nginx's `$ssl_client_verify =
+    /// SUCCESS`). Under `verify: optional`/`optional_no_ca` it refuses callers without a
+    /// verified certificate with 403, as an nginx `if ($ssl_client_verify != SUCCESS)
+    /// { return 403; }` does (`require_client_cert` answers 400 and lets an unverified
+    /// certificate through under `optional_no_ca`). Only valid in `allow`.
+    Verified,
 }
 
 /// `timeouts:` in nginx time syntax (`500ms`, `5s`, `1m`, `1h`, `1m30s`; a bare number is seconds).

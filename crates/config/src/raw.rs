@@ -85,8 +85,12 @@ pub(crate) struct RawRoute {
     pub matcher: RawMatch,
     pub upstream: String,
     pub require_client_cert: Option<bool>,
-    /// Each item is a mapping with exactly one key (`- cn: [a, b]`); checked in `compile`.
-    pub allow: Option<Vec<OrderedMap<OneOrMany<String>>>>,
+    /// Each item is a mapping with exactly one key (`- cn: [a, b]`); checked in `compile`
+    /// (values are scalars so that `verified: true` reads, and each rule says what it takes).
+    pub allow: Option<Vec<OrderedMap<OneOrMany<Scalar>>>>,
+    /// The same shape as `allow`.
+    pub deny: Option<Vec<OrderedMap<OneOrMany<Scalar>>>>,
+    pub deny_all: Option<bool>,
     pub headers: Option<OrderedMap<Scalar>>,
     pub max_body_size: Option<Scalar>,
     pub timeouts: Option<RawTimeouts>,

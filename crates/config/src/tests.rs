@@ -754,7 +754,7 @@ fn allow_rules() {
         errors(&with_allow("          - cn: [a]\n            ou: [b]\n          - common_name: [a]\n          - subject: [a, b]\n")),
         vec![
             "gateway.yaml:9:13: servers[0].routes[0].allow[0]: each item holds exactly one rule, found cn, ou; write one item per rule (any rule that matches allows)",
-            "gateway.yaml:11:13: servers[0].routes[0].allow[1].common_name: unknown rule; expected one of cn, ou, subject, san_uri, san_dns, fingerprint_sha256, spki_sha256",
+            "gateway.yaml:11:13: servers[0].routes[0].allow[1].common_name: unknown rule; expected one of cn, ou, subject, issuer, subject_regex, issuer_regex, san_uri, san_dns, fingerprint_sha256, fingerprint_sha1, serial, spki_sha256, verified",
             "gateway.yaml:12:13: servers[0].routes[0].allow[2].subject: expected one subject DN such as \"CN=my-client,O=Example\"; use one item per subject",
         ]
     );
@@ -767,6 +767,101 @@ fn allow_rules() {
     assert_eq!(
         error(&yaml),
         "gateway.yaml:8:9: servers[0].routes[0].allow: allow rules need a client certificate, but servers[0].client_auth.verify is off"
+    );
+}
+
+#[test]
+fn nginx_style_rules_regexes_serials_sha1_and_verified() {
+    let with = |key: &str, items: &str| {
+        MINIMAL.replace(
+            "upstream: app",
+            &format!("upstream: app\n        {key}:\n{items}"),
+        )
+    };
+    let config = parse(&with(
+        "allow",
+        "          - subject_regex: [\"CN=admin\", \"(?i)ou=ops\"]\n          - issuer_regex: \"^CN=Example CA,\"\n          - issuer: \"CN=Example CA,O=Example\"\n          - fingerprint_sha1: [\"AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD\"]\n          - serial: [\"0a:1b\", \"-01\", \"8F01\"]\n          - verified: true\n",
+    ));
+    let route = &config.servers[0].routes[0];
+    assert_eq!(
+        route.allow,
+        vec![
+            AllowRule::SubjectRegex(vec!["CN=admin".into(), "(?i)ou=ops".into()]),
+            AllowRule::IssuerRegex(vec!["^CN=Example CA,".into()]),
+            AllowRule::Issuer("CN=Example CA,O=Example".into()),
+            AllowRule::FingerprintSha1(vec!["aabbccddeeff00112233445566778899aabbccdd".into()]),
+            AllowRule::Serial(vec!["0A1B".into(), "-01".into(), "8F01".into()]),
+            AllowRule::Verified,
+        ]
+    );
+    assert!(route.deny.is_empty());
+    assert!(!route.deny_all, "deny_all defaults to false");
+
+    let config = parse(&with(
+        "deny",
+        "          - subject_regex: \"CN=mallory\"\n          - serial: \"0A\"\n",
+    ));
+    let route = &config.servers[0].routes[0];
+    assert!(route.allow.is_empty());
+    assert_eq!(
+        route.deny,
+        vec![
+            AllowRule::SubjectRegex(vec!["CN=mallory".into()]),
+            AllowRule::Serial(vec!["0A".into()]),
+        ]
+    );
+
+    let config = parse(&MINIMAL.replace("upstream: app", "upstream: app\n        deny_all: true"));
+    assert!(config.servers[0].routes[0].deny_all);
+    // deny_all needs no certificate: it refuses everything, also under verify: off.
+    let off = MINIMAL
+        .replace("upstream: app", "upstream: app\n        deny_all: true")
+        .replace("{ ca: certs/ca.crt }", "{ verify: off }");
+    assert!(parse(&off).servers[0].routes[0].deny_all);
+}
+
+#[test]
+fn nginx_style_rule_errors_name_the_value() {
+    let with = |key: &str, items: &str| {
+        MINIMAL.replace(
+            "upstream: app",
+            &format!("upstream: app\n        {key}:\n{items}"),
+        )
+    };
+    assert_eq!(
+        errors(&with(
+            "allow",
+            "          - subject_regex: [\"CN=(a\"]\n          - issuer_regex: [ok, \"(?<=x)y\"]\n          - fingerprint_sha1: [abc]\n          - serial: [\"A\", \"0G\"]\n          - verified: false\n          - verified: [true, true]\n          - cn: [1]\n          - issuer: [a, b]\n",
+        )),
+        vec![
+            "gateway.yaml:9:29: servers[0].routes[0].allow[0].subject_regex[0]: invalid regular expression: unclosed group",
+            "gateway.yaml:10:32: servers[0].routes[0].allow[1].issuer_regex[1]: invalid regular expression: look-around, including look-ahead and look-behind, is not supported",
+            "gateway.yaml:11:32: servers[0].routes[0].allow[2].fingerprint_sha1[0]: expected a SHA-1 digest: 40 hex digits, colons allowed; found \"abc\"",
+            "gateway.yaml:12:22: servers[0].routes[0].allow[3].serial[0]: expected a serial number as $ssl_client_serial prints it: hex digits in pairs such as 0A1B (colons allowed, - before a negative one); found \"A\"",
+            "gateway.yaml:12:27: servers[0].routes[0].allow[3].serial[1]: expected a serial number as $ssl_client_serial prints it: hex digits in pairs such as 0A1B (colons allowed, - before a negative one); found \"0G\"",
+            "gateway.yaml:13:13: servers[0].routes[0].allow[4].verified: expected true (any verified certificate); found false",
+            "gateway.yaml:14:13: servers[0].routes[0].allow[5].verified: expected true (any verified certificate)",
+            "gateway.yaml:15:18: servers[0].routes[0].allow[6].cn[0]: expected a string; found 1",
+            "gateway.yaml:16:13: servers[0].routes[0].allow[7].issuer: expected one issuer DN such as \"CN=my-client,O=Example\"; use one item per issuer",
+        ]
+    );
+    assert_eq!(
+        error(&with("deny", "          - verified: true\n")),
+        "gateway.yaml:9:13: servers[0].routes[0].deny[0].verified: deny cannot refuse every verified certificate; use deny_all: true to close the route"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("upstream: app", "upstream: app\n        deny: []")),
+        "gateway.yaml:8:9: servers[0].routes[0].deny: an empty list denies nobody; remove deny, or write rules"
+    );
+    let yaml =
+        with("deny", "          - cn: [a]\n").replace("{ ca: certs/ca.crt }", "{ verify: off }");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:8:9: servers[0].routes[0].deny: deny rules need a client certificate, but servers[0].client_auth.verify is off"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("upstream: app", "upstream: app\n        deny_all: yes please")),
+        "gateway.yaml:8:9: servers[0].routes[0].deny_all: expected true or false; found \"yes please\""
     );
 }
 

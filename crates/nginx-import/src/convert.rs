@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::access::{self, Check, Effect, Found, Maps};
 use crate::parse::Directive;
 use crate::yaml::{scalar, Writer};
 
@@ -53,6 +54,10 @@ pub struct Conversion {
     pub yaml: String,
     /// What was not carried over, in file order.
     pub unsupported: Vec<Unsupported>,
+    /// The access checks among `unsupported` that could not be carried over exactly:
+    /// each made the route(s) it covers refuse every request (`deny_all: true`, with a
+    /// comment naming the check), so that nothing is more open than in nginx.
+    pub access_denied: Vec<Unsupported>,
 }
 
 impl Conversion {
@@ -61,6 +66,11 @@ impl Conversion {
         self.unsupported.is_empty()
     }
 }
+
+/// The start of the reason given for an access check that made a route refuse every
+/// request; the rest says why it could not be carried over.
+pub const ACCESS_DENIED: &str =
+    "access check not converted: the route(s) it covers refuse every request (deny_all: true)";
 
 /// The configuration has nothing certgate can serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,15 +89,22 @@ pub fn convert(
     let mut cx = Converter {
         options,
         unsupported: BTreeSet::new(),
+        access_denied: BTreeSet::new(),
         upstream_blocks: Vec::new(),
         upstreams: Vec::new(),
         keepalive_timeout: None,
+        maps: Maps::default(),
+        used_maps: BTreeSet::new(),
+        verify_mode: String::new(),
     };
     let http_levels = cx.http_levels(directives);
     for level in &http_levels {
         for d in level.iter() {
             if d.name == "upstream" {
                 cx.upstream_blocks.push(d);
+            }
+            if d.name == "map" {
+                cx.maps.add(d);
             }
         }
     }
@@ -98,6 +115,14 @@ pub fn convert(
                 if let Some(server) = cx.server(d, level, servers.len()) {
                     servers.push(server);
                 }
+            }
+        }
+    }
+    // A `map` is carried over when a converted access check reads it; any other is listed.
+    for level in &http_levels {
+        for d in level.iter().filter(|d| d.name == "map") {
+            if !cx.used_maps.contains(&d.at()) {
+                cx.list(d, why("map"));
             }
         }
     }
@@ -133,7 +158,18 @@ pub fn convert(
         }
     }
     let yaml = cx.emit(&servers, &unsupported);
-    Ok(Conversion { yaml, unsupported })
+    // Only checks whose route was written (a server can still be dropped after its
+    // routes were built): each is named in a comment above a `deny_all: true`.
+    let access_denied = unsupported
+        .iter()
+        .filter(|u| cx.access_denied.contains(*u) && yaml.contains(&deny_all_comment(u)))
+        .cloned()
+        .collect();
+    Ok(Conversion {
+        yaml,
+        unsupported,
+        access_denied,
+    })
 }
 
 fn file_order(list: &[Directive], files: &mut Vec<String>) {
@@ -290,7 +326,7 @@ const IGNORED: &[&str] = &[
 fn why(name: &str) -> &'static str {
     match name {
         "rewrite" => "URL rewriting is not supported: certgate forwards the path unchanged",
-        "if" => "conditional configuration is not supported; for $ssl_client_verify checks use client_auth.verify, require_client_cert or allow",
+        "if" => "conditional configuration is not supported",
         "map" | "geo" | "split_clients" | "set" => "variables defined in the configuration are not supported",
         "auth_basic" | "auth_basic_user_file" | "auth_request" | "auth_request_set" => {
             "HTTP authentication is not supported; certgate authenticates by client certificate (allow rules)"
@@ -344,6 +380,18 @@ fn why(name: &str) -> &'static str {
 }
 
 const TLS_PLAIN_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
+
+/// Directives that can refuse a request at server or location level: each route reads
+/// them (`route_access`) and carries them over exactly or fails closed.
+const ACCESS_DIRECTIVES: &[&str] = &[
+    "if",
+    "return",
+    "allow",
+    "deny",
+    "auth_basic",
+    "auth_request",
+    "limit_except",
+];
 
 /// nginx's default `X-SSL-Client-*` set, as certgate's `nginx` preset sends it.
 const NGINX_PRESET: &[(&str, &str)] = &[
@@ -464,6 +512,12 @@ struct Route {
     headers: Vec<Header>,
     max_body_size: Option<FromValue<String>>,
     timeouts: Vec<(&'static str, FromValue<String>)>,
+    /// `require_client_cert`, `allow`, `deny`, `deny_all` from nginx's access checks.
+    access: access::Access,
+    /// A location that is not proxied but refuses requests (`return 403;`, an access
+    /// check): written as a `deny_all` route so its paths do not reach another route. Its
+    /// upstream is borrowed from a proxied route and never contacted.
+    closed_location: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -513,6 +567,13 @@ enum LocKind {
 struct Converter<'a> {
     options: &'a Options,
     unsupported: BTreeSet<Unsupported>,
+    /// The access checks among `unsupported` that closed a route.
+    access_denied: BTreeSet<Unsupported>,
+    maps: Maps<'a>,
+    /// `file:line` of the maps converted access checks read.
+    used_maps: BTreeSet<String>,
+    /// `ssl_verify_client` of the server being converted.
+    verify_mode: String,
     upstream_blocks: Vec<&'a Directive>,
     upstreams: Vec<Upstream>,
     keepalive_timeout: Option<FromValue<String>>,
@@ -588,11 +649,13 @@ impl<'a> Converter<'a> {
             let handled = MAPPED.contains(&name)
                 || IGNORED.contains(&name)
                 || match context {
-                    "http" => matches!(name, "server" | "upstream" | "http"),
+                    "http" => matches!(name, "server" | "upstream" | "http" | "map"),
                     "server" => matches!(name, "listen" | "server_name" | "location"),
                     "location" => matches!(name, "proxy_pass" | "grpc_pass" | "location"),
                     _ => false,
-                };
+                }
+                // Access checks: read per route (`route_access`), listed there.
+                || (context != "http" && ACCESS_DIRECTIVES.contains(&name));
             if handled {
                 continue;
             }
@@ -839,7 +902,21 @@ impl<'a> Converter<'a> {
         }
 
         self.check_level(body, "server");
+        self.verify_mode = verify.value.clone();
         let mut routes = self.locations(&chain, body);
+        // A closed location's route needs an upstream to be valid; it never contacts it.
+        match routes
+            .iter()
+            .find(|r| !r.closed_location)
+            .map(|r| r.upstream.clone())
+        {
+            Some(upstream) => {
+                for r in routes.iter_mut().filter(|r| r.closed_location) {
+                    r.upstream = upstream.clone();
+                }
+            }
+            None => routes.clear(),
+        }
         if routes.is_empty() {
             self.list(
                 d,
@@ -849,9 +926,10 @@ impl<'a> Converter<'a> {
         }
 
         // Headers every route shares become the server's identity; the rest stay per route.
-        let mut identity: Vec<Header> = routes[0].headers.clone();
+        let proxied: Vec<&Route> = routes.iter().filter(|r| !r.closed_location).collect();
+        let mut identity: Vec<Header> = proxied[0].headers.clone();
         identity.retain(|h| {
-            routes.iter().all(|r| {
+            proxied.iter().all(|r| {
                 r.headers
                     .iter()
                     .any(|x| x.name.eq_ignore_ascii_case(&h.name) && x.value == h.value)
@@ -963,7 +1041,11 @@ impl<'a> Converter<'a> {
                 self.list(l, "locations not starting with / are not supported");
                 continue;
             }
-            if let Some(route) = self.location(chain, l, kind, &path) {
+            let route = match self.location(chain, l, kind, &path) {
+                Some(route) => Some(route),
+                None => self.closed_location(chain, l, kind, &path),
+            };
+            if let Some(route) = route {
                 found.push((kind, path, route));
             }
         }
@@ -1043,6 +1125,11 @@ impl<'a> Converter<'a> {
                 self.list(g, "a location has one content handler; proxy_pass and grpc_pass together are refused by nginx");
                 return None;
             }
+            (None, None) if refuses_everything(body) => {
+                // `location /admin { return 403; }`: nginx refuses it all; so does the
+                // route (exact). Written by `closed_location`.
+                return None;
+            }
             (None, None) => {
                 self.list(
                     l,
@@ -1106,6 +1193,14 @@ impl<'a> Converter<'a> {
             }
         }
 
+        let server_body = outer.last().copied().unwrap_or(&[]);
+        let checks = self
+            .level_checks(server_body, true)
+            .into_iter()
+            .chain(self.level_checks(body, true))
+            .chain(access::access_phase(&chain))
+            .collect::<Vec<_>>();
+        let access = self.route_access(&checks);
         let mut route = Route {
             comment: format!("{} ({})", words(l), l.at()),
             path: None,
@@ -1115,6 +1210,123 @@ impl<'a> Converter<'a> {
             headers,
             max_body_size,
             timeouts,
+            access,
+            closed_location: false,
+        };
+        match kind {
+            LocKind::Exact => route.path = Some(path.to_string()),
+            LocKind::Prefix | LocKind::PrefixStop => route.path_prefix = Some(path.to_string()),
+            LocKind::Regex => route.path_regex = Some(path.to_string()),
+        }
+        Some(route)
+    }
+
+    /// The `if`s and `return`s of one level (server or location body) that can refuse a
+    /// request, in order. The others are listed as before when `list_others`.
+    fn level_checks(&mut self, level: &'a [Directive], list_others: bool) -> Vec<Check<'a>> {
+        let mut checks = Vec::new();
+        for d in level {
+            match d.name.as_str() {
+                "if" => match access::classify_if(d, &self.maps) {
+                    Found::Check(c) => checks.push(c),
+                    Found::NotAccess(why) if list_others => self.list(d, why),
+                    Found::NotAccess(_) => {}
+                },
+                "return" => match access::classify_return(d) {
+                    Some(effect) => checks.push(Check {
+                        directive: d,
+                        effect,
+                        map: None,
+                    }),
+                    None if list_others => self.list(d, why("return")),
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+        checks
+    }
+
+    /// A route's access settings from its checks; lists those it fails closed for.
+    fn route_access(&mut self, checks: &[Check<'a>]) -> access::Access {
+        let access = access::combine(checks, &self.verify_mode, check_text);
+        for c in checks {
+            if let (Some(map), false) = (c.map, matches!(c.effect, Effect::Unconvertible(_))) {
+                self.used_maps.insert(map.at());
+            }
+        }
+        for (at, _, why) in &access.deny_all {
+            let d = checks.iter().map(|c| c.directive).find(|d| &d.at() == at);
+            if let Some(d) = d {
+                self.list_closed(d, why);
+            }
+        }
+        access
+    }
+
+    fn list_closed(&mut self, d: &Directive, why: &str) {
+        let u = Unsupported {
+            file: d.file.to_string(),
+            line: d.line,
+            directive: d.name.clone(),
+            why: format!("{ACCESS_DENIED}: {why}"),
+        };
+        self.unsupported.insert(u.clone());
+        self.access_denied.insert(u);
+    }
+
+    /// A location that is not proxied (no proxy_pass, or one that cannot be converted)
+    /// but has access checks of its own: in certgate its paths would reach another
+    /// route, so it becomes a route that refuses everything. `None` without such checks.
+    fn closed_location(
+        &mut self,
+        chain: &[&'a [Directive]],
+        l: &'a Directive,
+        kind: LocKind,
+        path: &str,
+    ) -> Option<Route> {
+        let body: &'a [Directive] = l.block.as_deref().unwrap_or(&[]);
+        let mut full: Vec<&'a [Directive]> = chain.to_vec();
+        full.push(body);
+        let own_phase: Vec<Check<'a>> = access::access_phase(&full)
+            .into_iter()
+            .filter(|c| body.iter().any(|d| std::ptr::eq(d, c.directive)))
+            .collect();
+        let mut checks = self.level_checks(body, true);
+        checks.extend(own_phase);
+        if checks.is_empty() {
+            return None;
+        }
+        let mut access = access::Access::default();
+        if refuses_everything(body) {
+            access.closed = Some(format!(
+                "{}: nginx refuses every request on this location",
+                check_text(l)
+            ));
+        } else {
+            for c in &checks {
+                let why = "the location is not proxied (see above), but refuses requests: its path is closed rather than left to another route";
+                access
+                    .deny_all
+                    .push((c.directive.at(), check_text(c.directive), why.to_string()));
+                self.list_closed(c.directive, why);
+            }
+        }
+        let mut route = Route {
+            comment: format!(
+                "{} ({}): closed, not converted (see the list at the top)",
+                words(l),
+                l.at()
+            ),
+            path: None,
+            path_prefix: None,
+            path_regex: None,
+            upstream: String::new(),
+            headers: Vec::new(),
+            max_body_size: None,
+            timeouts: Vec::new(),
+            access,
+            closed_location: true,
         };
         match kind {
             LocKind::Exact => route.path = Some(path.to_string()),
@@ -1502,7 +1714,13 @@ impl<'a> Converter<'a> {
                         w.key(10, key, &scalar(v), "");
                     }
                 }
-                w.key(8, "upstream", &scalar(&r.upstream), "");
+                let upstream_note = if r.closed_location {
+                    "required by the format; never contacted (deny_all)"
+                } else {
+                    ""
+                };
+                w.key(8, "upstream", &scalar(&r.upstream), upstream_note);
+                emit_access(&mut w, &r.access);
                 if !r.headers.is_empty() {
                     w.key(8, "headers", "", "");
                     for h in &r.headers {
@@ -1563,6 +1781,71 @@ impl<'a> Converter<'a> {
             }
         }
         w.finish()
+    }
+}
+
+/// The start of the comment line above a route's `deny_all: true` that names a check.
+pub(crate) fn deny_all_comment(u: &Unsupported) -> String {
+    format!(
+        "\n        #   {}:{}: ",
+        crate::yaml::comment(&u.file),
+        u.line
+    )
+}
+
+/// A route's `require_client_cert`, `allow`, `deny` and `deny_all`, with where each
+/// came from.
+fn emit_access(w: &mut Writer, a: &access::Access) {
+    for note in &a.notes {
+        w.comment(8, note);
+    }
+    if let Some(why) = &a.require_client_cert {
+        w.key(8, "require_client_cert", "true", why);
+    }
+    if a.verified.is_some() || !a.allow.is_empty() {
+        w.key(
+            8,
+            "allow",
+            "",
+            "any rule that matches allows (verified certificates only)",
+        );
+        if let Some(why) = &a.verified {
+            w.item_key(10, "verified", "true", why);
+        }
+        for (rule, at) in &a.allow {
+            let (key, value) = rule.key_value();
+            w.item_key(10, key, &flow(&[value]), at);
+        }
+    }
+    if !a.deny.is_empty() {
+        w.key(
+            8,
+            "deny",
+            "",
+            "a certificate any rule matches is refused (403)",
+        );
+        for (rule, at) in &a.deny {
+            let (key, value) = rule.key_value();
+            w.item_key(10, key, &flow(&[value]), at);
+        }
+    }
+    if !a.deny_all.is_empty() {
+        w.comment(8, "NOT CONVERTED: nginx access check(s) that cannot be carried over exactly, so this route");
+        w.comment(
+            8,
+            "refuses every request (fail closed). Carry them over by hand, then remove deny_all:",
+        );
+        for (at, text, why) in &a.deny_all {
+            w.comment(8, &format!("  {at}: {text}: {why}"));
+        }
+        w.key(
+            8,
+            "deny_all",
+            "true",
+            "import-nginx: unconverted access check (see above)",
+        );
+    } else if let Some(why) = &a.closed {
+        w.key(8, "deny_all", "true", why);
     }
 }
 
@@ -1640,6 +1923,34 @@ fn default_servers(servers: &mut Vec<Server>) -> Vec<Unsupported> {
         }
     }
     removed
+}
+
+/// A location body that only refuses: `return 403;` or `deny all;` (besides directives
+/// that change nothing here). nginx answers 403 to every request, as `deny_all` does.
+fn refuses_everything(body: &[Directive]) -> bool {
+    let mut refusing = false;
+    for d in body {
+        match (d.name.as_str(), d.args.as_slice()) {
+            ("return", [code]) if code == "403" => refusing = true,
+            ("deny", [all]) if all == "all" => refusing = true,
+            (name, _) if IGNORED.contains(&name) => {}
+            _ => return false,
+        }
+    }
+    refusing
+}
+
+/// `if (…) { return 403; }` as a comment shows it.
+fn check_text(d: &Directive) -> String {
+    let mut text = words(d);
+    if let Some(body) = &d.block {
+        let inner: Vec<String> = body.iter().map(words).collect();
+        text = format!("{text} {{ {}; }}", inner.join("; "));
+    }
+    if text.chars().count() > 100 {
+        text = text.chars().take(97).collect::<String>() + "...";
+    }
+    text
 }
 
 fn comment_of<T>(f: &FromValue<T>) -> String {

@@ -8,12 +8,13 @@
 //! `certgate` binary does the reading and writing.
 #![forbid(unsafe_code)]
 
+mod access;
 mod convert;
 mod include;
 mod parse;
 mod yaml;
 
-pub use convert::{convert, Conversion, NothingToConvert, Options, Unsupported};
+pub use convert::{convert, Conversion, NothingToConvert, Options, Unsupported, ACCESS_DENIED};
 pub use include::{
     load, IncludeSource, IncludedFile, LoadError, NoIncludes, MAX_FILES, MAX_INCLUDE_DEPTH,
 };

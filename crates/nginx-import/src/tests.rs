@@ -274,9 +274,12 @@ stream {{ server {{ listen 9000; }} }}\n"
         (12, "ssl_stapling", "OCSP"),
         (13, "add_header", "response headers"),
         (14, "error_page", "error pages"),
-        (17, "if", "conditional configuration"),
         (18, "rewrite", "rewriting"),
-        (19, "auth_basic", "HTTP authentication"),
+        (
+            19,
+            "auth_basic",
+            "refuse every request (deny_all: true): HTTP authentication",
+        ),
         (
             20,
             "proxy_set_header",
@@ -318,7 +321,7 @@ stream {{ server {{ listen 9000; }} }}\n"
     );
     assert!(c
         .yaml
-        .contains("# NOT carried over (30, also printed on stderr):"));
+        .contains("# NOT carried over (29, also printed on stderr):"));
     assert!(c
         .yaml
         .contains("#   nginx.conf:18: rewrite: URL rewriting is not supported"));
@@ -327,6 +330,15 @@ stream {{ server {{ listen 9000; }} }}\n"
         1,
         "the backup server is left out"
     );
+    // `if ($ssl_client_verify != SUCCESS)` under `verify: on` never refuses: nothing to
+    // carry over. auth_basic cannot be: the location refuses everything instead.
+    let root = cfg.servers[0]
+        .routes
+        .iter()
+        .find(|r| r.matcher.path_prefix.as_deref() == Some("/"))
+        .unwrap();
+    assert!(root.deny_all);
+    assert_eq!(c.access_denied.len(), 1, "{:#?}", c.access_denied);
 }
 
 #[test]
@@ -731,4 +743,702 @@ fn a_nameless_server_behind_another_default_is_listed() {
         "the default answers any name"
     );
     assert_listed(&c, 6, "server", "not the default server");
+}
+
+// ---------------------------------------------------------------------------
+// Access checks: converted exactly, or the route refuses everything
+// ---------------------------------------------------------------------------
+
+use certgate_config::{AllowRule, RouteConfig};
+
+/// One server under `ssl_verify_client verify`; `server` goes on line 7, `locations`
+/// from line 8 on.
+fn mtls(verify: &str, server: &str, locations: &str) -> String {
+    format!(
+        "server {{\n listen 443 ssl;\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n ssl_client_certificate ca.crt;\n ssl_verify_client {verify};\n{server}\n{locations}\n}}\n"
+    )
+}
+
+#[track_caller]
+fn route<'c>(cfg: &'c Config, prefix: &str) -> &'c RouteConfig {
+    cfg.servers[0]
+        .routes
+        .iter()
+        .find(|r| {
+            r.matcher.path_prefix.as_deref() == Some(prefix)
+                || r.matcher.path.as_deref() == Some(prefix)
+        })
+        .unwrap_or_else(|| panic!("no route for {prefix}"))
+}
+
+/// Converts one location at `/a` (plus an open `/`) and returns the conversion and `/a`.
+fn one(verify: &str, server: &str, checks: &str) -> (Conversion, RouteConfig) {
+    let c = run(&mtls(
+        verify,
+        server,
+        &format!(" location /a {{\n{checks}\n proxy_pass http://app;\n }}\n location / {{ proxy_pass http://app; }}"),
+    ));
+    let cfg = config(&c);
+    let r = route(&cfg, "/a").clone();
+    (c, r)
+}
+
+#[track_caller]
+fn assert_converted(c: &Conversion) {
+    assert!(c.is_complete(), "{:#?}\n{}", listed(c), c.yaml);
+    assert!(c.access_denied.is_empty());
+}
+
+#[track_caller]
+fn assert_closed(c: &Conversion, r: &RouteConfig, why_part: &str) {
+    assert!(r.deny_all, "expected deny_all:\n{}", c.yaml);
+    assert!(
+        c.access_denied.iter().any(|u| u.why.contains(why_part)),
+        "expected an access check listed with …{why_part}…: {:#?}",
+        c.access_denied
+    );
+    assert!(c
+        .yaml
+        .contains("deny_all: true  # import-nginx: unconverted access check"));
+    assert!(
+        c.access_denied
+            .iter()
+            .all(|u| c.yaml.contains(&format!("#   {}:{}: ", u.file, u.line))),
+        "the route's comment names each check's file:line\n{}",
+        c.yaml
+    );
+}
+
+#[test]
+fn verify_check_under_optional_admits_verified_certificates_only() {
+    // 403: certgate's `verified` allow rule answers 403 too (require_client_cert would say 400).
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(r.allow, vec![AllowRule::Verified]);
+    assert!(!r.require_client_cert && !r.deny_all);
+    // 400: under optional a failed certificate is already 400 in both; no certificate
+    // is require_client_cert's 400.
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 400; }",
+    );
+    assert_converted(&c);
+    assert!(r.require_client_cert);
+    assert!(r.allow.is_empty());
+    // The regex spelling of the same check.
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify !~ ^SUCCESS$) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(r.allow, vec![AllowRule::Verified]);
+    // `= NONE` only refuses a missing certificate: require_client_cert (400, noted).
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify = NONE) { return 403; }",
+    );
+    assert_converted(&c);
+    assert!(r.require_client_cert && r.allow.is_empty());
+    assert!(c
+        .yaml
+        .contains("nginx answers 403 without a certificate, certgate 400"));
+}
+
+#[test]
+fn verify_check_at_server_level_covers_every_route() {
+    let c = run(&mtls(
+        "optional",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+        " location /a { proxy_pass http://app; }\n location / { proxy_pass http://app; }",
+    ));
+    assert_converted(&c);
+    let cfg = config(&c);
+    for r in &cfg.servers[0].routes {
+        assert_eq!(r.allow, vec![AllowRule::Verified]);
+    }
+    assert!(c
+        .yaml
+        .contains("if ($ssl_client_verify != SUCCESS) { return 403; } (nginx.conf:7)"));
+}
+
+#[test]
+fn verify_check_under_optional_no_ca_also_refuses_failed_certificates() {
+    // $ssl_client_verify is FAILED:… for a certificate that does not verify: the route
+    // must refuse it too, which require_client_cert alone would not.
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(r.allow, vec![AllowRule::Verified]);
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 400; }",
+    );
+    assert_converted(&c);
+    assert!(r.require_client_cert);
+    assert_eq!(r.allow, vec![AllowRule::Verified]);
+    assert!(c
+        .yaml
+        .contains("an unverified certificate gets 403 from certgate, 400 from nginx"));
+}
+
+#[test]
+fn verify_check_under_on_never_refuses() {
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }",
+    );
+    assert_converted(&c);
+    assert!(r.allow.is_empty() && !r.require_client_cert && !r.deny_all);
+    assert!(c.yaml.contains("never refuses under ssl_verify_client on"));
+}
+
+#[test]
+fn subject_and_issuer_checks_become_allow_and_deny_rules() {
+    let cases: &[(&str, &str, Vec<AllowRule>, Vec<AllowRule>)] = &[
+        (
+            "$ssl_client_s_dn !~ \"CN=admin\"",
+            "on",
+            vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn !~* \"cn=admin\"",
+            "optional",
+            vec![AllowRule::SubjectRegex(vec!["(?i)cn=admin".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn ~ \"CN=mallory\"",
+            "on",
+            vec![],
+            vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])],
+        ),
+        (
+            "$ssl_client_s_dn ~* \"cn=mallory\"",
+            "on",
+            vec![],
+            vec![AllowRule::SubjectRegex(vec!["(?i)cn=mallory".into()])],
+        ),
+        (
+            "$ssl_client_s_dn != \"CN=admin,O=Example\"",
+            "optional",
+            vec![AllowRule::Subject("CN=admin,O=Example".into())],
+            vec![],
+        ),
+        (
+            "$ssl_client_s_dn = \"CN=mallory,O=Example\"",
+            "on",
+            vec![],
+            vec![AllowRule::Subject("CN=mallory,O=Example".into())],
+        ),
+        (
+            "$ssl_client_i_dn !~ \"^CN=Example Root CA\"",
+            "on",
+            vec![AllowRule::IssuerRegex(vec!["^CN=Example Root CA".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_i_dn != \"CN=Example Root CA\"",
+            "optional",
+            vec![AllowRule::Issuer("CN=Example Root CA".into())],
+            vec![],
+        ),
+        (
+            "$ssl_client_i_dn ~ \"CN=Old CA\"",
+            "on",
+            vec![],
+            vec![AllowRule::IssuerRegex(vec!["CN=Old CA".into()])],
+        ),
+        (
+            "$ssl_client_fingerprint != \"0123456789abcdef0123456789abcdef01234567\"",
+            "on",
+            vec![AllowRule::FingerprintSha1(vec![
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ])],
+            vec![],
+        ),
+        (
+            "$ssl_client_fingerprint = \"0123456789abcdef0123456789abcdef01234567\"",
+            "on",
+            vec![],
+            vec![AllowRule::FingerprintSha1(vec![
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ])],
+        ),
+        (
+            "$ssl_client_serial != \"0A1B\"",
+            "optional",
+            vec![AllowRule::Serial(vec!["0A1B".into()])],
+            vec![],
+        ),
+        (
+            "$ssl_client_serial = 0A1B",
+            "on",
+            vec![],
+            vec![AllowRule::Serial(vec!["0A1B".into()])],
+        ),
+    ];
+    for (cond, verify, allow, deny) in cases {
+        let (c, r) = one(verify, "", &format!(" if ({cond}) {{ return 403; }}"));
+        assert_converted(&c);
+        assert_eq!(&r.allow, allow, "{cond}\n{}", c.yaml);
+        assert_eq!(&r.deny, deny, "{cond}\n{}", c.yaml);
+        assert!(!r.deny_all);
+    }
+}
+
+#[test]
+fn a_field_check_returning_400_is_converted_with_a_note() {
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ CN=admin) { return 400; }",
+    );
+    assert_converted(&c);
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]
+    );
+    assert!(c
+        .yaml
+        .contains("nginx answers 400 where certgate's allow answers 403"));
+}
+
+#[test]
+fn field_values_nginx_never_prints_fail_closed() {
+    for (cond, why) in [
+        // nginx compares case-sensitively: an upper-case fingerprint never matches, so
+        // `!=` refuses everyone; certgate's normalised rule would admit the certificate.
+        (
+            "$ssl_client_fingerprint != \"0123456789ABCDEF0123456789ABCDEF01234567\"",
+            "lower-case hex",
+        ),
+        ("$ssl_client_fingerprint != \"01:23\"", "lower-case hex"),
+        ("$ssl_client_serial != \"0a1b\"", "upper-case hex"),
+        ("$ssl_client_serial ~ \"^0A\"", "compare with = or !="),
+        ("$ssl_client_s_dn != \"\"", "empty value"),
+        ("$ssl_client_s_dn != \"CN=$host\"", "variables"),
+        ("$ssl_client_s_dn !~ \"\\<admin\\>\"", "read it differently"),
+        ("$ssl_client_s_dn !~ \"CN=(a)\\1\"", "escape \\1"),
+        ("$ssl_client_s_dn !~ \"(?=CN=a)\"", "(?…) group"),
+        ("$ssl_client_v_remain = 0", "only $ssl_client_verify"),
+        ("$ssl_client_verify = SUCCESS", "only != SUCCESS and = NONE"),
+        (
+            "$ssl_client_verify !~* success",
+            "only != SUCCESS and = NONE",
+        ),
+        ("$ssl_client_s_dn", "tests for a certificate"),
+    ] {
+        let (c, r) = one("on", "", &format!(" if ({cond}) {{ return 403; }}"));
+        assert_closed(&c, &r, why);
+        assert!(r.allow.is_empty() && r.deny.is_empty());
+    }
+}
+
+#[test]
+fn other_answers_and_bodies_fail_closed() {
+    for (check, why) in [
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 401; }",
+            "return 401",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 495; }",
+            "return 495",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 496; }",
+            "return 496",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { return 302 https://login.example.org/; }",
+            "exactly `return 403;`",
+        ),
+        (
+            "if ($ssl_client_verify != SUCCESS) { rewrite ^ https://login.example.org/ redirect; }",
+            "exactly `return 403;`",
+        ),
+        (
+            "if ($ssl_client_s_dn !~ CN=admin) { add_header X-Why no; return 403; }",
+            "exactly `return 403;`",
+        ),
+        // Any if that answers 4xx is an access check, whatever it tests.
+        ("if ($request_method = POST) { return 405; }", "return 405"),
+        (
+            "if ($request_method = POST) { return 403; }",
+            "not a client-certificate variable",
+        ),
+        (
+            "if ($remote_addr != 10.0.0.1) { return 403; }",
+            "not a client-certificate variable",
+        ),
+        ("if ($http_x_token = \"\") { return 401; }", "return 401"),
+        ("return 404;", "return 404"),
+    ] {
+        let (c, r) = one("optional", "", &format!(" {check}"));
+        assert_closed(&c, &r, why);
+    }
+}
+
+#[test]
+fn ifs_that_only_set_or_answer_2xx_stay_unsupported_not_closed() {
+    for check in [
+        "if ($request_method = OPTIONS) { return 204; }",
+        "if ($http_x_debug) { set $debug 1; }",
+        "if ($ssl_client_s_dn ~ \"CN=(?<who>[^,]+)\") { set $user $who; }",
+    ] {
+        let (c, r) = one("on", "", &format!(" {check}"));
+        assert!(!r.deny_all, "{check}\n{}", c.yaml);
+        assert!(c.access_denied.is_empty());
+        assert_listed(&c, 9, "if", "conditional configuration is not supported");
+    }
+}
+
+#[test]
+fn several_checks_must_all_hold() {
+    // verify + allow-list: allow rules only match verified certificates.
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }\n if ($ssl_client_s_dn !~ CN=admin) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["CN=admin".into()])]
+    );
+    // allow and deny together.
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ O=Example) { return 403; }\n if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(
+        r.allow,
+        vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]
+    );
+    assert_eq!(
+        r.deny,
+        vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]
+    );
+    // Two different allow-lists: nginx wants both, certgate's allow is any-of.
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ O=Example) { return 403; }\n if ($ssl_client_i_dn !~ CN=Root) { return 403; }",
+    );
+    assert_closed(&c, &r, "a second allow-list");
+    // A server-level allow-list and a location-level one are also both required.
+    let (c, r) = one(
+        "on",
+        " if ($ssl_client_s_dn !~ O=Example) { return 403; }",
+        " if ($ssl_client_s_dn !~ CN=admin) { return 403; }",
+    );
+    assert_closed(&c, &r, "a second allow-list");
+    let root = route(&config(&c), "/").clone();
+    assert_eq!(
+        root.allow,
+        vec![AllowRule::SubjectRegex(vec!["O=Example".into()])]
+    );
+}
+
+#[test]
+fn without_a_verify_check_only_exact_combinations_convert() {
+    // optional_no_ca: nginx also admits an unverified certificate whose subject matches.
+    let (c, r) = one(
+        "optional_no_ca",
+        "",
+        " if ($ssl_client_s_dn !~ CN=admin) { return 403; }",
+    );
+    assert_closed(&c, &r, "optional_no_ca");
+    // optional: a deny-list alone lets callers without a certificate through in nginx;
+    // certgate's deny admits verified certificates only.
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
+    );
+    assert_closed(&c, &r, "deny rules admit verified certificates only");
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_verify != SUCCESS) { return 403; }\n if ($ssl_client_s_dn ~ CN=mallory) { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(
+        r.deny,
+        vec![AllowRule::SubjectRegex(vec!["CN=mallory".into()])]
+    );
+    // A pattern that matches the empty value lets certificate-less callers past nginx.
+    let (c, r) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }",
+    );
+    assert_closed(&c, &r, "matches the empty value");
+    // …which cannot happen under `on`.
+    let (c, r) = one(
+        "on",
+        "",
+        " if ($ssl_client_s_dn !~ \"^$|CN=admin\") { return 403; }",
+    );
+    assert_converted(&c);
+    assert_eq!(r.allow.len(), 1);
+    // verify off: no certificate, every $ssl_client_* check refuses everyone.
+    let text = mtls(
+        "off",
+        "",
+        " location /a { if ($ssl_client_verify != SUCCESS) { return 403; } proxy_pass http://app; }",
+    )
+    .replace(" ssl_client_certificate ca.crt;\n", "");
+    let c = run(&text);
+    let cfg = config(&c);
+    assert_closed(&c, route(&cfg, "/a"), "ssl_verify_client is off");
+}
+
+#[test]
+fn maps_that_are_plain_allow_or_deny_lists_convert() {
+    let map = "map $ssl_client_s_dn $ok {\n default 0;\n \"~CN=alice\" 1;\n \"~*cn=bob\" 1;\n \"CN=carol,O=Example\" 1;\n}\n";
+    for cond in ["$ok = 0", "$ok != 1"] {
+        let text = map.to_string()
+            + &mtls(
+                "on",
+                "",
+                &format!(" location /a {{ if ({cond}) {{ return 403; }} proxy_pass http://app; }}"),
+            );
+        let c = run(&text);
+        assert_converted(&c);
+        let cfg = config(&c);
+        assert_eq!(
+            route(&cfg, "/a").allow,
+            vec![
+                AllowRule::SubjectRegex(vec!["CN=alice".into()]),
+                AllowRule::SubjectRegex(vec!["(?i)cn=bob".into()]),
+                // map compares plain strings ignoring case.
+                AllowRule::SubjectRegex(vec!["(?i)^CN=carol,O=Example$".into()]),
+            ],
+            "{cond}"
+        );
+    }
+    // A deny-list map read with a plain test.
+    let text = "map $ssl_client_serial $blocked { default 0; 0A1B 1; }\n".to_string()
+        + &mtls(
+            "on",
+            "",
+            " location /a { if ($blocked) { return 403; } proxy_pass http://app; }",
+        );
+    let c = run(&text);
+    assert_converted(&c);
+    assert_eq!(
+        route(&config(&c), "/a").deny,
+        vec![AllowRule::Serial(vec!["0A1B".into()])]
+    );
+}
+
+#[test]
+fn other_maps_fail_closed_and_are_listed() {
+    for (map, why) in [
+        // An entry gives the default's answer: order matters, not a plain list.
+        (
+            "map $ssl_client_s_dn $ok { default 0; ~CN=mallory 0; ~CN= 1; }",
+            "same answer as the default",
+        ),
+        (
+            "map $ssl_client_s_dn $ok { hostnames; default 0; ~CN=a 1; }",
+            "hostnames",
+        ),
+        (
+            "map $ssl_client_s_dn $ok { default 0; ~CN=a $ssl_client_s_dn; }",
+            "variables",
+        ),
+        (
+            "map $http_x_user $ok { default 0; alice 1; }",
+            "source $http_x_user",
+        ),
+        (
+            "map $ssl_client_fingerprint $ok { default 0; ~^ab 1; }",
+            "compare with = or !=",
+        ),
+    ] {
+        let text = format!("{map}\n")
+            + &mtls(
+                "on",
+                "",
+                " location /a { if ($ok = 0) { return 403; } proxy_pass http://app; }",
+            );
+        let c = run(&text);
+        let cfg = config(&c);
+        assert_closed(&c, route(&cfg, "/a"), why);
+        assert_listed(&c, 1, "map", "variables defined in the configuration");
+    }
+}
+
+#[test]
+fn access_phase_modules() {
+    // deny all / return 403 refuse everything: deny_all, exact, not listed.
+    for check in ["deny all;", "return 403;"] {
+        let (c, r) = one("on", "", &format!(" {check}"));
+        assert_converted(&c);
+        assert!(r.deny_all, "{check}");
+        assert!(c.yaml.contains("nginx refuses every request here"));
+    }
+    // allow all first: everyone gets in.
+    let (c, r) = one("on", "", " allow all;");
+    assert_converted(&c);
+    assert!(!r.deny_all);
+    let (c, r) = one("on", "", " auth_basic off;");
+    assert_converted(&c);
+    assert!(!r.deny_all);
+    for (check, why) in [
+        ("allow 10.0.0.0/8;\n deny all;", "address allow/deny"),
+        ("auth_basic \"closed\";", "HTTP authentication"),
+        ("auth_request /auth;", "HTTP authentication"),
+        ("limit_except GET { deny all; }", "limit_except"),
+    ] {
+        let (c, r) = one("on", "", &format!(" {check}"));
+        assert_closed(&c, &r, why);
+    }
+    // Inherited from the http level: every route.
+    let text = format!(
+        "http {{\n deny 192.0.2.1;\n{}}}\n",
+        mtls(
+            "on",
+            "",
+            " location /a { proxy_pass http://app; }\n location / { proxy_pass http://app; }"
+        )
+    );
+    let c = run(&text);
+    let cfg = config(&c);
+    assert!(
+        cfg.servers[0].routes.iter().all(|r| r.deny_all),
+        "{}",
+        c.yaml
+    );
+    assert_listed(&c, 2, "deny", "address allow/deny");
+}
+
+#[test]
+fn a_server_level_check_that_cannot_convert_closes_every_route() {
+    let c = run(&mtls(
+        "on",
+        " if ($request_method !~ ^(GET|HEAD)$) { return 405; }",
+        " location /a { proxy_pass http://app; }\n location / { proxy_pass http://app; }",
+    ));
+    let cfg = config(&c);
+    assert_eq!(cfg.servers[0].routes.len(), 2);
+    for r in &cfg.servers[0].routes {
+        assert_closed(&c, r, "return 405");
+    }
+    assert_eq!(c.access_denied.len(), 1, "listed once, for its line");
+    assert_eq!(c.access_denied[0].line, 7);
+}
+
+#[test]
+fn refusing_locations_do_not_fall_through_to_another_route() {
+    let c = run(&mtls(
+        "on",
+        "",
+        " location /admin { return 403; }\n location /private { allow 10.0.0.0/8; deny all; root /srv; }\n location /v1/ { if ($ssl_client_s_dn !~ CN=admin) { return 403; } proxy_pass http://app/v2/; }\n location = /health { return 200 ok; }\n location / { proxy_pass http://app; }",
+    ));
+    let cfg = config(&c);
+    // nginx answers 403 to all of /admin: an exact conversion.
+    let admin = route(&cfg, "/admin");
+    assert!(admin.deny_all);
+    assert!(
+        !c.unsupported.iter().any(|u| u.line == 8),
+        "{:#?}",
+        listed(&c)
+    );
+    // Not proxied, but with its own access rules: closed, listed.
+    assert_closed(&c, route(&cfg, "/private"), "not proxied");
+    // A location that cannot be converted (URI part) keeps its check by closing.
+    assert_closed(&c, route(&cfg, "/v1/"), "not proxied");
+    // A fixed 200 answer is not an access check: left out as before.
+    assert!(cfg.servers[0]
+        .routes
+        .iter()
+        .all(|r| r.matcher.path.as_deref() != Some("/health")));
+    assert_listed(&c, 11, "return", "fixed responses");
+    // The closed routes borrow an upstream; identity headers are unaffected.
+    assert_eq!(cfg.upstreams.len(), 1);
+}
+
+#[test]
+fn access_comments_name_the_nginx_lines() {
+    let (c, _) = one(
+        "optional",
+        "",
+        " if ($ssl_client_s_dn !~ \"CN=admin\") { return 403; }\n if ($http_x = 1) { return 403; }",
+    );
+    assert!(
+        c.yaml
+            .contains("#   nginx.conf:10: if ($http_x = 1) { return 403; }: a check on $http_x"),
+        "{}",
+        c.yaml
+    );
+    assert!(
+        c.yaml.contains("- subject_regex: [\"CN=admin\"]"),
+        "{}",
+        c.yaml
+    );
+}
+
+#[test]
+fn access_fixtures_convert_as_the_e2e_suite_expects() {
+    let fill_access = |t: &str| {
+        fill(t)
+            .replace("@FINGERPRINT@", "0123456789abcdef0123456789abcdef01234567")
+            .replace("@SERIAL@", "0A1B")
+    };
+    let c = run(&fill_access(include_str!(
+        "../../../tests/e2e/nginx_fixtures/access_checks.conf"
+    )));
+    assert_converted(&c);
+    let cfg = config(&c);
+    assert_eq!(route(&cfg, "/verify/").allow, vec![AllowRule::Verified]);
+    assert!(route(&cfg, "/verify400/").require_client_cert);
+    assert_eq!(
+        route(&cfg, "/map/").allow,
+        vec![
+            AllowRule::SubjectRegex(vec!["CN=alice,".into()]),
+            AllowRule::SubjectRegex(vec!["(?i)cn=nobody-else".into()]),
+        ]
+    );
+    assert!(route(&cfg, "/closed/").deny_all);
+    assert!(route(&cfg, "/").allow.is_empty());
+
+    let c = run(&fill_access(include_str!(
+        "../../../tests/e2e/nginx_fixtures/access_unconvertible.conf"
+    )));
+    assert_eq!(c.access_denied.len(), 2, "{:#?}", c.access_denied);
+    let cfg = config(&c);
+    assert!(route(&cfg, "/legacy/").deny_all && route(&cfg, "/login/").deny_all);
+    assert!(!route(&cfg, "/").deny_all);
+}
+
+#[test]
+fn a_dropped_server_leaves_no_access_check_claimed_by_a_route() {
+    // The second server has no proxied location: it is not written at all, so its check
+    // is listed but no route claims it.
+    let text = mtls("on", "", " location / { proxy_pass http://app; }")
+        + "server {\n listen 8443 ssl;\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n location /x { if ($request_method = POST) { return 405; } root /srv; }\n}\n";
+    let c = run(&text);
+    assert!(c.access_denied.is_empty(), "{:#?}", c.access_denied);
+    assert!(c
+        .unsupported
+        .iter()
+        .any(|u| u.why.starts_with(crate::ACCESS_DENIED)));
 }

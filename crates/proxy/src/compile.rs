@@ -395,7 +395,17 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                     Err(e) => errors.push(config.error_at(&header_key, e.to_string())),
                 }
             }
-            let allow = AllowList::new(route.allow.iter().map(normalize_allow_rule).collect());
+            let allow = match AllowList::new(
+                route.allow.iter().map(normalize_allow_rule).collect(),
+                route.deny.iter().map(normalize_allow_rule).collect(),
+                route.deny_all,
+            ) {
+                Ok(allow) => allow,
+                Err(e) => {
+                    errors.push(config.error_at(&rkey, format!("allow/deny: {e}")));
+                    continue;
+                }
+            };
             let signed = match &route.signed_urls {
                 None => None,
                 Some(signed) => match load_url_keys(config, &rkey, signed) {
@@ -622,6 +632,9 @@ fn normalize_allow_rule(rule: &AllowRule) -> AllowRule {
         }
         AllowRule::SpkiSha256(v) => {
             AllowRule::SpkiSha256(v.iter().map(|f| normalize_hex(f)).collect())
+        }
+        AllowRule::FingerprintSha1(v) => {
+            AllowRule::FingerprintSha1(v.iter().map(|f| normalize_hex(f)).collect())
         }
         other => other.clone(),
     }

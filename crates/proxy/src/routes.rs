@@ -33,22 +33,78 @@ impl RouteMatcher {
     }
 }
 
-/// `allow:` — any rule that matches allows; an empty list allows any verified certificate.
+/// A route's authorization: `allow:` (any rule that matches allows), `deny:` (any rule
+/// that matches refuses) and `deny_all:`. Empty (no rules, not `deny_all`) lets any
+/// request that passed `client_auth` through; otherwise only a verified certificate that
+/// an allow rule (if any) and no deny rule matches gets in, and nothing under `deny_all`.
 pub struct AllowList {
-    rules: Vec<AllowRule>,
+    allow: Vec<Rule>,
+    deny: Vec<Rule>,
+    deny_all: bool,
+}
+
+/// A rule ready to evaluate: regular expressions compiled once, at load.
+enum Rule {
+    Plain(AllowRule),
+    SubjectRegex(Vec<Regex>),
+    IssuerRegex(Vec<Regex>),
 }
 
 impl AllowList {
-    pub fn new(rules: Vec<AllowRule>) -> Self {
-        AllowList { rules }
+    /// Compiles the rules' regular expressions (the configuration crate checked that they
+    /// compile; an error here names the pattern).
+    pub fn new(
+        allow: Vec<AllowRule>,
+        deny: Vec<AllowRule>,
+        deny_all: bool,
+    ) -> Result<Self, String> {
+        let compile = |rules: Vec<AllowRule>| -> Result<Vec<Rule>, String> {
+            rules.into_iter().map(Rule::new).collect()
+        };
+        Ok(AllowList {
+            allow: compile(allow)?,
+            deny: compile(deny)?,
+            deny_all,
+        })
     }
 
+    /// True when the route authorizes nothing beyond `client_auth`: the caller then need
+    /// not hold a verified certificate. Any rule, or `deny_all`, makes it false.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.allow.is_empty() && self.deny.is_empty() && !self.deny_all
     }
 
+    /// Whether `cert` (which the caller has checked is verified) may use the route.
     pub fn allows(&self, cert: &ClientCert) -> bool {
-        self.rules.is_empty() || self.rules.iter().any(|rule| rule_matches(rule, cert))
+        !self.deny_all
+            && (self.allow.is_empty() || self.allow.iter().any(|rule| rule.matches(cert)))
+            && !self.deny.iter().any(|rule| rule.matches(cert))
+    }
+}
+
+impl Rule {
+    fn new(rule: AllowRule) -> Result<Rule, String> {
+        let compile = |patterns: &[String]| -> Result<Vec<Regex>, String> {
+            patterns
+                .iter()
+                .map(|p| Regex::new(p).map_err(|e| format!("{p:?}: {e}")))
+                .collect()
+        };
+        Ok(match &rule {
+            AllowRule::SubjectRegex(p) => Rule::SubjectRegex(compile(p)?),
+            AllowRule::IssuerRegex(p) => Rule::IssuerRegex(compile(p)?),
+            _ => Rule::Plain(rule),
+        })
+    }
+
+    fn matches(&self, cert: &ClientCert) -> bool {
+        match self {
+            // Unanchored search in the RFC 2253 string, as nginx's `~` (PCRE) does in
+            // `$ssl_client_s_dn` / `$ssl_client_i_dn`.
+            Rule::SubjectRegex(res) => res.iter().any(|r| r.is_match(cert.subject_dn())),
+            Rule::IssuerRegex(res) => res.iter().any(|r| r.is_match(cert.issuer_dn())),
+            Rule::Plain(rule) => rule_matches(rule, cert),
+        }
     }
 }
 
@@ -57,6 +113,7 @@ fn rule_matches(rule: &AllowRule, cert: &ClientCert) -> bool {
         AllowRule::Cn(names) => any_value(cert, "CN", names),
         AllowRule::Ou(names) => any_value(cert, "OU", names),
         AllowRule::Subject(dn) => cert.subject_dn() == dn,
+        AllowRule::Issuer(dn) => cert.issuer_dn() == dn,
         AllowRule::SanUri(patterns) => cert
             .san_uri()
             .iter()
@@ -70,6 +127,15 @@ fn rule_matches(rule: &AllowRule, cert: &ClientCert) -> bool {
             prints.iter().any(|p| p == cert.fingerprint_sha256_hex())
         }
         AllowRule::SpkiSha256(prints) => prints.iter().any(|p| p == cert.spki_sha256_hex()),
+        AllowRule::FingerprintSha1(prints) => {
+            prints.iter().any(|p| p == cert.fingerprint_sha1_hex())
+        }
+        AllowRule::Serial(serials) => serials.iter().any(|s| s == cert.serial()),
+        // The caller only asks about verified certificates.
+        AllowRule::Verified => true,
+        // Compiled into `Rule::SubjectRegex` / `Rule::IssuerRegex` by `Rule::new`; a
+        // pattern that did not compile there refuses rather than allows.
+        AllowRule::SubjectRegex(_) | AllowRule::IssuerRegex(_) => false,
     }
 }
 
