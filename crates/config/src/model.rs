@@ -283,8 +283,9 @@ pub struct RouteConfig {
     pub matcher: RouteMatch,
     /// Required; the name of an entry in `upstreams`.
     pub upstream: String,
-    /// Default `true`: under `verify: optional` / `optional_no_ca` a request on this route
-    /// without a client certificate is refused. Has no effect under `verify: off`.
+    /// Default `false` (docs/config.md). `true`: under `verify: optional` /
+    /// `optional_no_ca` a request on this route without a client certificate is refused.
+    /// Has no effect under `verify: off`.
     pub require_client_cert: bool,
     /// Any rule that matches allows; empty (absent) = any verified certificate.
     pub allow: Vec<AllowRule>,
