@@ -150,8 +150,10 @@ upstreams:
 /// before the gateway closes the connection (at most 5 s).
 async fn exchange(pki: &Pki, gw: &Gateway, alice: &Issued, bytes: &[u8]) -> String {
     let mut tls = tls_connect_as(pki, gw, Some(alice), b"http/1.1").await;
-    tls.write_all(bytes).await.unwrap();
-    tls.flush().await.unwrap();
+    // The gateway may answer and close before an oversized request is all written (a
+    // broken pipe here); its answer is read all the same.
+    let _ = tls.write_all(bytes).await;
+    let _ = tls.flush().await;
     let (got, _) = read_to_close(&mut tls, Duration::from_secs(5)).await;
     String::from_utf8_lossy(&got).into_owned()
 }
