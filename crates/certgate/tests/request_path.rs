@@ -1010,3 +1010,81 @@ async fn an_upstream_that_stalls_mid_body_is_cut_off_after_the_read_timeout() {
         "cut off after {took:?}"
     );
 }
+
+#[tokio::test]
+async fn upstream_path_replaces_the_matched_prefix_on_http1_http2_and_websocket() {
+    let pki = Pki::new();
+    let (addr, rec) = start_recorder(None);
+    let yaml = gateway_yaml(&pki, addr, "", "").replace(
+        "      - match: { path_prefix: / }\n",
+        "      - match: { path_prefix: /api/ }\n        upstream: app\n        upstream_path: /v2/\n\
+         \x20     - match: { path_prefix: /static }\n        upstream: app\n        upstream_path: /files/\n\
+         \x20     - match: { path_prefix: / }\n",
+    );
+    let gw = start_gateway(&pki, &yaml);
+    let alice = client_cert("alice", &pki.ca);
+
+    // nginx's `location /api/ { proxy_pass http://app/v2/; }`, on the normalized path, with
+    // the query as sent.
+    assert_eq!(
+        h1_status(&pki, &gw, Some(&alice), "/api/orders/7?x=/api/").await,
+        200
+    );
+    assert_eq!(
+        h2_status(&pki, &gw, Some(&alice), "/api//./orders/8").await,
+        Ok(200)
+    );
+    assert_eq!(
+        h1_status(&pki, &gw, Some(&alice), "/other/api/x").await,
+        200
+    );
+    let seen: Vec<String> = rec.all().into_iter().map(|g| g.path).collect();
+    assert_eq!(seen, ["/v2/orders/7", "/v2/orders/8", "/other/api/x"]);
+
+    // The off-by-slash traversal (`/static..` would be `/files/..` upstream) is refused.
+    let before = rec.count();
+    for path in ["/static../etc/passwd", "/static.."] {
+        assert_eq!(
+            h1_status(&pki, &gw, Some(&alice), path).await,
+            400,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        h1_status(&pki, &gw, Some(&alice), "/static/a.css").await,
+        200
+    );
+    assert_eq!(
+        rec.all()[before..]
+            .iter()
+            .map(|g| g.path.clone())
+            .collect::<Vec<_>>(),
+        ["/files/a.css"]
+    );
+
+    // A WebSocket-style upgrade is rewritten the same way.
+    let mut tls = tls_connect(&pki, &gw, &alice).await;
+    tls.write_all(
+        b"GET /api/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(
+        rec.all().last().map(|g| g.path.clone()).as_deref(),
+        Some("/v2/ws")
+    );
+}

@@ -1070,6 +1070,9 @@ impl Compiler<'_> {
         let signed_urls = raw
             .signed_urls
             .and_then(|raw| self.signed_urls(&at("signed_urls"), raw, client_auth, server_base));
+        let upstream_path = raw
+            .upstream_path
+            .and_then(|path| self.upstream_path(&at("upstream_path"), path, &matcher));
 
         RouteConfig {
             matcher,
@@ -1078,10 +1081,48 @@ impl Compiler<'_> {
             allow,
             deny,
             deny_all: raw.deny_all.unwrap_or(false),
+            upstream_path,
             headers,
             max_body_size,
             timeouts,
             signed_urls,
+        }
+    }
+
+    /// `upstream_path:` of a route: what replaces the matched `path_prefix` or `path`.
+    /// nginx refuses a URI part in `proxy_pass` under a regex location, and so does this:
+    /// there is no matched prefix to replace.
+    fn upstream_path(&mut self, key: &str, path: String, matcher: &RouteMatch) -> Option<String> {
+        if matcher.path.is_none() && matcher.path_prefix.is_none() {
+            self.error(
+                key,
+                "replaces the matched path_prefix or path; this route's match has neither",
+            );
+            return None;
+        }
+        if matcher.grpc_service.is_some() {
+            self.error(
+                key,
+                "a gRPC method's path is /package.Service/Method on both sides; remove upstream_path or grpc_service",
+            );
+            return None;
+        }
+        match certgate_path::normalize(&path, certgate_path::Options::default()) {
+            Ok(std::borrow::Cow::Borrowed(_)) => Some(path),
+            Ok(std::borrow::Cow::Owned(normal)) => {
+                self.error(
+                    key,
+                    format!("expected a normal path such as {normal:?}; found {path:?}"),
+                );
+                None
+            }
+            Err(why) => {
+                self.error(
+                    key,
+                    format!("expected a path starting with / ({why}); found {path:?}"),
+                );
+                None
+            }
         }
     }
 

@@ -299,6 +299,11 @@ pub struct RouteConfig {
     /// `certgate import-nginx` on routes whose nginx access checks it could not carry
     /// over exactly (fail closed); also a way to close a path by hand. Default `false`.
     pub deny_all: bool,
+    /// `upstream_path:` — replaces the matched `path_prefix` (or the whole `path`) in the
+    /// path sent upstream, as nginx's `proxy_pass http://up/v2/;` replaces its location's
+    /// prefix. A normal path (no dot segments, `//` or decodable escapes). Default `None`:
+    /// the (normalized) path is forwarded as it is.
+    pub upstream_path: Option<String>,
     /// Extra request headers (nginx `proxy_set_header`), in file order. Default empty.
     pub headers: Vec<(String, String)>,
     /// nginx `client_max_body_size`: `None` = unlimited (`0` in the file, as in nginx);

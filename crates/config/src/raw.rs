@@ -91,6 +91,7 @@ pub(crate) struct RawRoute {
     /// The same shape as `allow`.
     pub deny: Option<Vec<OrderedMap<OneOrMany<Scalar>>>>,
     pub deny_all: Option<bool>,
+    pub upstream_path: Option<String>,
     pub headers: Option<OrderedMap<Scalar>>,
     pub max_body_size: Option<Scalar>,
     pub timeouts: Option<RawTimeouts>,

@@ -1115,6 +1115,43 @@ fn bad_client_limits_name_the_key_and_line() {
 }
 
 #[test]
+fn upstream_path_replaces_a_prefix_or_path_and_must_be_normal() {
+    let with = |matcher: &str, value: &str| {
+        MINIMAL.replace(
+            "      - match: { path_prefix: / }\n        upstream: app\n",
+            &format!("      - match: {{ {matcher} }}\n        upstream: app\n        upstream_path: {value}\n"),
+        )
+    };
+    let config = parse(&with("path_prefix: /api/", "/v2/"));
+    assert_eq!(
+        config.servers[0].routes[0].upstream_path.as_deref(),
+        Some("/v2/")
+    );
+    assert_eq!(parse(MINIMAL).servers[0].routes[0].upstream_path, None);
+    parse(&with("path: /login", "/auth/login"));
+    for (matcher, value, message) in [
+        (
+            "path_regex: ^/api/",
+            "/v2/",
+            "servers[0].routes[0].upstream_path: replaces the matched path_prefix or path; this route's match has neither",
+        ),
+        (
+            "path_prefix: /api/",
+            "v2/",
+            "servers[0].routes[0].upstream_path: expected a path starting with / (the path does not start with /); found \"v2/\"",
+        ),
+        (
+            "path_prefix: /api/",
+            "/v2/../v1/",
+            "servers[0].routes[0].upstream_path: expected a normal path such as \"/v1/\"; found \"/v2/../v1/\"",
+        ),
+    ] {
+        let message_found = error(&with(matcher, value));
+        assert!(message_found.ends_with(message), "{message_found}");
+    }
+}
+
+#[test]
 fn paths_encoded_slashes_default_reject_keep_and_errors() {
     use certgate_path::EncodedSlashes;
     assert_eq!(parse(MINIMAL).paths.encoded_slashes, EncodedSlashes::Reject);

@@ -90,6 +90,8 @@ pub struct CompiledRoute {
     pub send_timeout: Duration,
     /// `signed_urls`, with its keys loaded.
     pub signed: Option<crate::signed::SignedRoute>,
+    /// `upstream_path`: the matched prefix replaced in the path sent upstream.
+    pub upstream_path: Option<crate::routes::UpstreamPath>,
 }
 
 pub enum Balancer {
@@ -432,6 +434,17 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
                 read_timeout: route.timeouts.read,
                 send_timeout: route.timeouts.send,
                 signed,
+                upstream_path: route.upstream_path.as_ref().and_then(|replacement| {
+                    let matched = route
+                        .matcher
+                        .path_prefix
+                        .as_ref()
+                        .or(route.matcher.path.as_ref())?;
+                    Some(crate::routes::UpstreamPath {
+                        matched: matched.clone(),
+                        replacement: replacement.clone(),
+                    })
+                }),
             });
         }
 

@@ -3,14 +3,29 @@
 //! anti-spoofing drops identity-shaped headers from the client; then the connection's
 //! prepared identity headers, per-route templates, and nginx's forwarding headers
 //! (`X-Real-IP`, `X-Forwarded-For` as `$proxy_add_x_forwarded_for`, `X-Forwarded-Proto`)
-//! are set. Strip first, then set.
+//! are set. Strip first, then set. A route's `upstream_path` replaces the matched prefix
+//! of the path ([`upstream_uri`]).
 //!
-//! Pure header editing, so it can be benchmarked and tested without a connection.
+//! Pure request editing, so it can be benchmarked and tested without a connection.
 
 use certgate_identity::{HeaderPlan, Identity, PreparedHeaders};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::compile::{CompiledRoute, CompiledServer};
+use crate::routes::UpstreamPath;
+
+/// `uri` with its path rewritten by the route's `upstream_path` and its query kept; `None`
+/// when the rewrite is refused ([`UpstreamPath::apply`]).
+pub fn upstream_uri(uri: &http::Uri, upstream_path: &UpstreamPath) -> Option<http::Uri> {
+    let mut target = upstream_path.apply(uri.path())?;
+    if let Some(query) = uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(target).ok()?);
+    http::Uri::from_parts(parts).ok()
+}
 
 /// Whether a client-sent header must not reach the upstream.
 ///

@@ -120,6 +120,20 @@ pub async fn handle(conn: &Connection, mut request: Request<Incoming>) -> Respon
         head.uri = crate::signed::strip(&head.uri);
         count_signed(conn, server, route, "ok");
     }
+    if let Some(upstream_path) = &route.upstream_path {
+        match crate::forward::upstream_uri(&head.uri, upstream_path) {
+            Some(uri) => head.uri = uri,
+            None => {
+                let refusal = Refusal {
+                    rejection: Rejection::BadPath,
+                    server_index: Some(decision.server_index),
+                    route_index: Some(decision.route_index),
+                    signed_failure: None,
+                };
+                return refuse(conn, pending, refusal, body, is_grpc);
+            }
+        }
+    }
 
     // Pick the upstream server.
     let upstream = &route.upstream;

@@ -33,6 +33,38 @@ impl RouteMatcher {
     }
 }
 
+/// `upstream_path:` — the matched `path_prefix` (or whole `path`) replaced in the path sent
+/// upstream, nginx's `proxy_pass http://up/v2/;`.
+pub struct UpstreamPath {
+    /// What the route matched: its `path_prefix`, or its exact `path`.
+    pub matched: String,
+    pub replacement: String,
+}
+
+impl UpstreamPath {
+    /// The upstream path for `path` (normalized, and matched by this route). Replaced
+    /// literally, as nginx does, then with `//` merged. `None` when the junction would
+    /// make a dot segment — the off-by-slash case, `path_prefix: /api` with
+    /// `upstream_path: /v2/` and a request for `/api..` — which would climb out of the
+    /// replacement at the backend: the request is refused instead.
+    pub fn apply(&self, path: &str) -> Option<String> {
+        let rest = path.strip_prefix(self.matched.as_str())?;
+        let mut joined = String::with_capacity(self.replacement.len() + rest.len());
+        joined.push_str(&self.replacement);
+        joined.push_str(rest);
+        if joined.split('/').any(|s| s == "." || s == "..") {
+            return None;
+        }
+        let keep = certgate_path::Options {
+            encoded_slashes: certgate_path::EncodedSlashes::Keep,
+        };
+        match certgate_path::normalize(&joined, keep).ok()? {
+            std::borrow::Cow::Borrowed(_) => Some(joined),
+            std::borrow::Cow::Owned(merged) => Some(merged),
+        }
+    }
+}
+
 /// A route's authorization: `allow:` (any rule that matches allows), `deny:` (any rule
 /// that matches refuses) and `deny_all:`. Empty (no rules, not `deny_all`) lets any
 /// request that passed `client_auth` through; otherwise only a verified certificate that
@@ -212,5 +244,35 @@ mod tests {
         };
         assert!(g.matches("/helloworld.Greeter/SayHello", "x"));
         assert!(!g.matches("/helloworld.GreeterX/SayHello", "x"));
+    }
+
+    fn rewrite(matched: &str, replacement: &str, path: &str) -> Option<String> {
+        UpstreamPath {
+            matched: matched.into(),
+            replacement: replacement.into(),
+        }
+        .apply(path)
+    }
+
+    #[test]
+    fn upstream_path_replaces_the_matched_prefix_as_nginx_does() {
+        assert_eq!(rewrite("/api/", "/", "/api/x/y").as_deref(), Some("/x/y"));
+        assert_eq!(rewrite("/api/", "/", "/api/").as_deref(), Some("/"));
+        assert_eq!(rewrite("/api/", "/v2/", "/api/x").as_deref(), Some("/v2/x"));
+        assert_eq!(rewrite("/api", "/v2", "/api/x").as_deref(), Some("/v2/x"));
+        assert_eq!(rewrite("/api", "/v2", "/apix").as_deref(), Some("/v2x"));
+        // `//` at the junction is merged.
+        assert_eq!(rewrite("/api", "/", "/api/x").as_deref(), Some("/x"));
+        assert_eq!(rewrite("/api", "/v2/", "/api/x").as_deref(), Some("/v2/x"));
+        // Exact paths are replaced whole.
+        assert_eq!(
+            rewrite("/login", "/auth/login", "/login").as_deref(),
+            Some("/auth/login")
+        );
+        // The off-by-slash traversal is refused, not forwarded.
+        assert_eq!(rewrite("/api", "/v2/", "/api.."), None);
+        assert_eq!(rewrite("/api", "/v2/", "/api../secret"), None);
+        assert_eq!(rewrite("/static", "/files/", "/static./x"), None);
+        assert_eq!(rewrite("/api/", "/", "/other"), None);
     }
 }
