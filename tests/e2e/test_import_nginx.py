@@ -205,6 +205,36 @@ def test_optional_with_upstream_block_and_preset(pki, backend, tmp_path):
         assert codes == [expected, expected], (path, codes)
 
 
+def test_proxy_pass_with_a_uri_replaces_the_location_prefix(pki, backend, tmp_path):
+    pair = start_pair(tmp_path, "prefix_replace.conf", pki, BACKEND=f"127.0.0.1:{backend.port}")
+    assert "Every directive was carried over." in pair.yaml
+    assert "upstream_path: /v2/" in pair.yaml, pair.yaml
+    alice = pki.clients["ascii_rsa"]
+    # (request path with {m} for a unique marker, what the backend must see), as nginx does.
+    cases = [
+        ("/api/{m}", "/{m}"),
+        ("/api/x/{m}?q=1", "/x/{m}"),
+        ("/v1/{m}", "/v2/{m}"),
+        ("/v1/./a/../{m}", "/v2/{m}"),
+        ("/other/{m}", "/other/{m}"),
+    ]
+    for request, want in cases:
+        seen = []
+        for port in (pair.nginx_port, pair.certgate_port):
+            marker = f"probe-{uuid.uuid4().hex}"
+            r = S.curl(port, request.format(m=marker), pki=pki, client=alice, args=("--path-as-is",))
+            assert r.status == 200, (port, request, r.status)
+            recs = backend.seen(marker)
+            assert len(recs) == 1, recs
+            seen.append(recs[0]["path"].replace(marker, "{m}"))
+        assert seen == [want, want], (request, seen)
+    # The exact location is replaced whole.
+    for port in (pair.nginx_port, pair.certgate_port):
+        before = backend.count
+        assert S.curl(port, "/login", pki=pki, client=alice).status == 200
+        assert backend.requests[before]["path"] == "/auth/login"
+
+
 def test_video_range_requests(pki, tmp_path):
     from test_streaming import MediaBackend
 

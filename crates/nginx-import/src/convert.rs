@@ -509,6 +509,8 @@ struct Route {
     path_prefix: Option<String>,
     path_regex: Option<String>,
     upstream: String,
+    /// `proxy_pass http://up/v2/;`'s URI part, which replaces the matched location.
+    upstream_path: Option<FromValue<String>>,
     headers: Vec<Header>,
     max_body_size: Option<FromValue<String>>,
     timeouts: Vec<(&'static str, FromValue<String>)>,
@@ -1149,15 +1151,30 @@ impl<'a> Converter<'a> {
                 return None;
             }
         };
+        // `proxy_pass http://up/v2/;` replaces the matched location with `/v2/`: certgate's
+        // `upstream_path`. The same URI as the location changes nothing.
+        let mut upstream_path = None;
         if let Some(uri) = &target.uri {
-            let same = matches!(kind, LocKind::Prefix | LocKind::PrefixStop | LocKind::Exact)
-                && uri == path;
-            if !same {
+            let replaces = matches!(kind, LocKind::Prefix | LocKind::PrefixStop | LocKind::Exact);
+            if !replaces {
+                // nginx itself refuses this ("cannot have URI part in location given by
+                // regular expression").
                 self.list(
                     pass,
-                    format!("the URI part {uri:?} replaces the matched location {path:?} in nginx; certgate forwards the path unchanged"),
+                    format!("a URI part ({uri:?}) in a regular-expression location is refused by nginx"),
                 );
                 return None;
+            }
+            if uri != path {
+                let normal = certgate_path::normalize(uri, certgate_path::Options::default());
+                if !matches!(normal, Ok(std::borrow::Cow::Borrowed(_))) || uri.contains('$') {
+                    self.list(
+                        pass,
+                        format!("the URI part {uri:?} is not a plain path certgate can put in upstream_path"),
+                    );
+                    return None;
+                }
+                upstream_path = Some(from(uri.clone(), pass));
             }
         }
         let upstream = self.upstream_for(pass, &target, &chain, is_grpc)?;
@@ -1207,6 +1224,7 @@ impl<'a> Converter<'a> {
             path_prefix: None,
             path_regex: None,
             upstream,
+            upstream_path,
             headers,
             max_body_size,
             timeouts,
@@ -1322,6 +1340,7 @@ impl<'a> Converter<'a> {
             path_prefix: None,
             path_regex: None,
             upstream: String::new(),
+            upstream_path: None,
             headers: Vec::new(),
             max_body_size: None,
             timeouts: Vec::new(),
@@ -1720,6 +1739,9 @@ impl<'a> Converter<'a> {
                     ""
                 };
                 w.key(8, "upstream", &scalar(&r.upstream), upstream_note);
+                if let Some(p) = &r.upstream_path {
+                    w.key(8, "upstream_path", &scalar(&p.value), &comment_of(p));
+                }
                 emit_access(&mut w, &r.access);
                 if !r.headers.is_empty() {
                     w.key(8, "headers", "", "");

@@ -296,11 +296,6 @@ stream {{ server {{ listen 9000; }} }}\n"
         (28, "return", "fixed responses"),
         (28, "location", "no proxy_pass or grpc_pass"),
         (29, "location", "named locations"),
-        (
-            30,
-            "proxy_pass",
-            "URI part \"/v2/\" replaces the matched location \"/v1/\"",
-        ),
         (31, "location", "look-around"),
         (33, "map", "variables defined"),
         (34, "server", "passive failure counting"),
@@ -321,7 +316,14 @@ stream {{ server {{ listen 9000; }} }}\n"
     );
     assert!(c
         .yaml
-        .contains("# NOT carried over (29, also printed on stderr):"));
+        .contains("# NOT carried over (28, also printed on stderr):"));
+    // `location /v1/ { proxy_pass http://app/v2/; }`: the URI part replaces the prefix.
+    assert_eq!(
+        route(&cfg, "/v1/").upstream_path.as_deref(),
+        Some("/v2/"),
+        "{}",
+        c.yaml
+    );
     assert!(c
         .yaml
         .contains("#   nginx.conf:18: rewrite: URL rewriting is not supported"));
@@ -1351,7 +1353,7 @@ fn refusing_locations_do_not_fall_through_to_another_route() {
     let c = run(&mtls(
         "on",
         "",
-        " location /admin { return 403; }\n location /private { allow 10.0.0.0/8; deny all; root /srv; }\n location /v1/ { if ($ssl_client_s_dn !~ CN=admin) { return 403; } proxy_pass http://app/v2/; }\n location = /health { return 200 ok; }\n location / { proxy_pass http://app; }",
+        " location /admin { return 403; }\n location /private { allow 10.0.0.0/8; deny all; root /srv; }\n location /v1/ { if ($ssl_client_s_dn !~ CN=admin) { return 403; } proxy_pass http://app/v2/; }\n location /v3/ { if ($ssl_client_s_dn !~ CN=admin) { return 403; } proxy_pass http://app/v2/../x/; }\n location = /health { return 200 ok; }\n location / { proxy_pass http://app; }",
     ));
     let cfg = config(&c);
     // nginx answers 403 to all of /admin: an exact conversion.
@@ -1364,14 +1366,20 @@ fn refusing_locations_do_not_fall_through_to_another_route() {
     );
     // Not proxied, but with its own access rules: closed, listed.
     assert_closed(&c, route(&cfg, "/private"), "not proxied");
-    // A location that cannot be converted (URI part) keeps its check by closing.
-    assert_closed(&c, route(&cfg, "/v1/"), "not proxied");
+    // A URI part replaces the location (upstream_path), and the check comes along.
+    let v1 = route(&cfg, "/v1/");
+    assert!(!v1.deny_all);
+    assert_eq!(v1.upstream_path.as_deref(), Some("/v2/"));
+    assert_eq!(v1.allow.len(), 1, "{}", c.yaml);
+    // A location that cannot be converted (a URI part that is no plain path) keeps its
+    // check by closing.
+    assert_closed(&c, route(&cfg, "/v3/"), "not proxied");
     // A fixed 200 answer is not an access check: left out as before.
     assert!(cfg.servers[0]
         .routes
         .iter()
         .all(|r| r.matcher.path.as_deref() != Some("/health")));
-    assert_listed(&c, 11, "return", "fixed responses");
+    assert_listed(&c, 12, "return", "fixed responses");
     // The closed routes borrow an upstream; identity headers are unaffected.
     assert_eq!(cfg.upstreams.len(), 1);
 }
