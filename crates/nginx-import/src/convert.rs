@@ -885,10 +885,13 @@ impl<'a> Converter<'a> {
                 }
             }
             if ca.is_none() && trusted_ca.is_empty() && verify.value != "optional_no_ca" {
+                // nginx refuses to start with this server; writing it without the check
+                // would open it wider, and certgate refuses it too.
                 self.list(
                     verify_d.unwrap_or(d),
-                    "needs ssl_client_certificate or ssl_trusted_certificate (nginx refuses this too)",
+                    "server block not converted: needs ssl_client_certificate or ssl_trusted_certificate (nginx refuses this too)",
                 );
+                return None;
             }
         }
 
@@ -1161,7 +1164,9 @@ impl<'a> Converter<'a> {
                 // regular expression").
                 self.list(
                     pass,
-                    format!("a URI part ({uri:?}) in a regular-expression location is refused by nginx"),
+                    format!(
+                        "a URI part ({uri:?}) in a regular-expression location is refused by nginx"
+                    ),
                 );
                 return None;
             }

@@ -1450,3 +1450,23 @@ fn a_dropped_server_leaves_no_access_check_claimed_by_a_route() {
         .iter()
         .any(|u| u.why.starts_with(crate::ACCESS_DENIED)));
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/verify-without-ca.conf): a server asking for client
+/// certificates with nothing to check them against was written without the check, and the
+/// output did not load. nginx refuses such a server; so does the conversion.
+#[test]
+fn verify_without_a_ca_leaves_the_server_out() {
+    for verify in ["on", "optional"] {
+        let text = mtls(verify, "", " location / { proxy_pass http://app; }")
+            .replace(" ssl_client_certificate ca.crt;\n", "");
+        let ast = load("nginx.conf", &text, &mut NoIncludes).expect("parses");
+        let nothing = convert(&ast, &options()).expect_err("nothing left to convert");
+        assert!(
+            nothing.unsupported.iter().any(|u| u
+                .why
+                .contains("server block not converted: needs ssl_client_certificate")),
+            "{:#?}",
+            nothing.unsupported
+        );
+    }
+}
