@@ -229,6 +229,12 @@ impl Compiler<'_> {
                         format!("unknown key; expected one of {}", TOP_LEVEL_KEYS.join(", "));
                     if let Some(suggestion) = did_you_mean(other, TOP_LEVEL_KEYS) {
                         message.push_str(&format!(" (did you mean {suggestion}?)"));
+                        // `upstream:` for `upstreams:`: the typo is the cause; "upstreams:
+                        // missing required key" would only repeat it (see
+                        // `raw::deserialize_section` for the same rule inside sections).
+                        if !map.contains_key(suggestion) {
+                            self.damaged.push(suggestion.to_string());
+                        }
                     }
                     self.error(other, message);
                 }
@@ -951,7 +957,9 @@ impl Compiler<'_> {
         let at = |key: &str| join_key(base, key);
         let matcher = self.route_match(&at("match"), raw.matcher);
 
-        if !upstreams.contains(&raw.upstream) {
+        // With `upstreams:` misspelt (already reported), no name could be checked.
+        let upstreams_misspelt = self.damaged.iter().any(|d| d == "upstreams");
+        if !upstreams.contains(&raw.upstream) && !upstreams_misspelt {
             let defined = if upstreams.is_empty() {
                 "no upstreams are defined".to_string()
             } else {

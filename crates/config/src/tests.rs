@@ -413,6 +413,40 @@ fn a_dropped_key_causes_no_follow_on_errors() {
 }
 
 #[test]
+fn a_misspelt_key_is_reported_as_the_cause_not_by_its_consequences() {
+    // `client_auht`: the missing client_auth would mean `verify: on` without a CA.
+    let yaml = MINIMAL.replace("client_auth: { ca:", "client_auht: { ca:");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:5: servers[0].client_auht: unknown key; expected one of name, listen, server_names, tls, client_auth, identity, routes (did you mean client_auth?)"
+    );
+    // A required key: not also "tls: missing required key".
+    let yaml = MINIMAL.replace("    tls: {", "    tsl: {");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:3:5: servers[0].tsl: unknown key; expected one of name, listen, server_names, tls, client_auth, identity, routes (did you mean tls?)"
+    );
+    // At the top level: not also "upstreams: missing required key".
+    let yaml = MINIMAL.replace("upstreams:", "upstream:");
+    let all = errors(&yaml);
+    assert!(
+        all[0].starts_with("gateway.yaml:8:1: upstream: unknown key;")
+            && all[0].ends_with("(did you mean upstreams?)"),
+        "{all:#?}"
+    );
+    assert!(
+        !all.iter().any(|e| e.contains("missing required key")),
+        "{all:#?}"
+    );
+    // When the meant key is written too, its own errors are real and still reported.
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth: { verify: sometimes }\n    client_auht: {}",
+    );
+    assert_eq!(errors(&yaml).len(), 2, "{:#?}", errors(&yaml));
+}
+
+#[test]
 fn routes_are_required() {
     let yaml = MINIMAL.replace(
         "    routes:\n      - match: { path_prefix: / }\n        upstream: app\n",
