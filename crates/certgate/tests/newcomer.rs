@@ -6,6 +6,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -46,4 +47,109 @@ fn a_misspelt_key_is_the_first_error_not_its_consequence() {
         "{text}"
     );
     assert!(!text.contains("needs ca"), "{text}");
+}
+
+fn wait_for_log(gw: &Gateway, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.log().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in the log:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A gateway config with client certificates verified against the test CA.
+fn verifying_config(pki: &Pki, upstream: std::net::SocketAddr) -> String {
+    let dir = pki.dir.path().display().to_string();
+    base_config(
+        pki,
+        upstream,
+        &format!("      verify: on\n      ca: {dir}/ca.crt\n"),
+        "",
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS…Z LEVEL …`: tracing's text format, one event per line.
+fn is_event_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let timestamp = words.next().unwrap_or_default();
+    let level = words.next().unwrap_or_default();
+    timestamp.len() > 20
+        && timestamp.as_bytes()[4] == b'-'
+        && timestamp.contains('T')
+        && timestamp.ends_with('Z')
+        && ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level)
+}
+
+#[test]
+fn a_refused_reload_is_logged_as_one_line_with_its_locations() {
+    let pki = Pki::new();
+    let (upstream, _seen) = start_upstream();
+    let yaml = verifying_config(&pki, upstream);
+    let gw = start_gateway(&pki, &yaml);
+    // Two errors: the event still is one line, both locations in it.
+    let broken = yaml
+        .replace("{listen}", &gw.addr.to_string())
+        .replace("upstream: app\n", "upstream: app\n        bogus: 1\n")
+        .replace("verify: on", "verify: sometimes");
+    pki.write("gateway.yaml", &broken);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for_log(&gw, "reload failed");
+    let log = gw.log();
+    for line in log.lines() {
+        assert!(
+            is_event_line(line),
+            "not a log event of its own: {line:?}\n{log}"
+        );
+    }
+    let failed = log
+        .lines()
+        .find(|l| l.contains("reload failed"))
+        .unwrap_or_default();
+    assert!(failed.contains(" ERROR "), "{failed}");
+    assert!(
+        failed.contains("gateway.yaml:")
+            && failed.contains("bogus")
+            && failed.contains("sometimes"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn watch_names_only_the_files_whose_contents_changed() {
+    let pki = Pki::new();
+    let (upstream, _seen) = start_upstream();
+    let yaml = verifying_config(&pki, upstream);
+    let gw = start_gateway_with_args(&pki, &yaml, &["--watch"]);
+    wait_for_log(&gw, "watching");
+    // gateway.yaml now names one more file, which itself did not change.
+    let extra = ca("Extra CA");
+    let extra_file = pki.write("extra-ca.crt", &extra.cert_pem());
+    let dir = pki.dir.path().display().to_string();
+    let edited = yaml.replace("{listen}", &gw.addr.to_string()).replace(
+        &format!("      ca: {dir}/ca.crt\n"),
+        &format!(
+            "      ca: {dir}/ca.crt\n      trusted_ca: [{}]\n",
+            extra_file.display()
+        ),
+    );
+    let tmp = pki.write("gateway.yaml.tmp", &edited);
+    std::fs::rename(tmp, pki.path("gateway.yaml")).unwrap();
+    wait_for_log(&gw, "configuration reloaded");
+    let log = gw.log();
+    let changed = log
+        .lines()
+        .find(|l| l.contains("configuration changed on disk ("))
+        .unwrap_or_default();
+    assert!(
+        changed.contains(&format!("({dir}/gateway.yaml)")),
+        "{changed}\n{log}"
+    );
 }

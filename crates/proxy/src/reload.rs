@@ -22,6 +22,18 @@ pub enum ReloadError {
     NeedsRestart(String),
 }
 
+impl ReloadError {
+    /// The error as one line, for a log event (a collector reads one event per line):
+    /// several located errors are joined with `; `.
+    pub fn one_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
     compiled.listeners.iter().map(|g| g.addr).collect()
 }
@@ -133,7 +145,7 @@ impl BackgroundService for ReloadOnHangup {
                     let outcome = tokio::task::spawn_blocking(move || reload_from(&shared, &path)).await;
                     match outcome {
                         Ok(Ok(generation)) => tracing::info!(generation, "configuration reloaded from {}", self.path.display()),
-                        Ok(Err(e)) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
+                        Ok(Err(e)) => tracing::error!("reload failed, keeping the running configuration: {}", e.one_line()),
                         Err(e) => tracing::error!("reload task failed, keeping the running configuration: {e}"),
                     }
                 }
