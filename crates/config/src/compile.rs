@@ -24,6 +24,7 @@ pub(crate) struct Output {
     pub shutdown_grace: Duration,
     pub keepalive_timeout: Duration,
     pub watch: bool,
+    pub pid_file: Option<PathBuf>,
     pub client_limits: ClientLimits,
     pub paths: certgate_path::Options,
     pub warnings: Vec<ConfigError>,
@@ -53,6 +54,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "keepalive_timeout",
     "watch",
+    "pid_file",
     "client_header_timeout",
     "client_body_timeout",
     "large_client_header_buffers",
@@ -198,6 +200,7 @@ impl Compiler<'_> {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             watch: false,
+            pid_file: None,
             client_limits: ClientLimits::default(),
             paths: certgate_path::Options::default(),
             warnings: Vec::new(),
@@ -263,6 +266,11 @@ impl Compiler<'_> {
         if let Some(value) = sections.get("watch").filter(|v| !v.is_null()) {
             if let Some(watch) = self.section::<bool>(value, "watch") {
                 output.watch = watch;
+            }
+        }
+        if let Some(value) = sections.get("pid_file").filter(|v| !v.is_null()) {
+            if let Some(text) = self.section::<String>(value, "pid_file") {
+                output.pid_file = self.file_path("pid_file", &text);
             }
         }
         output.client_limits = self.client_limits(&sections);

@@ -193,7 +193,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers, paths (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, pid_file, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers, paths (did you mean log?)"
     );
 }
 
@@ -1065,6 +1065,25 @@ fn shutdown_grace_defaults_to_ten_seconds_and_takes_nginx_time_syntax() {
     assert!(
         message.starts_with("gateway.yaml:1:1: shutdown_grace: expected a time"),
         "{message}"
+    );
+}
+
+#[test]
+fn pid_file_defaults_to_none_and_follows_the_config_file() {
+    assert_eq!(parse(MINIMAL).pid_file, None);
+    let config = parse(&format!("pid_file: run/certgate.pid\n{MINIMAL}"));
+    assert_eq!(
+        config.pid_file,
+        Some(PathBuf::from("/etc/certgate/run/certgate.pid"))
+    );
+    let config = parse(&format!("pid_file: /run/certgate/certgate.pid\n{MINIMAL}"));
+    assert_eq!(
+        config.pid_file,
+        Some(PathBuf::from("/run/certgate/certgate.pid"))
+    );
+    assert_eq!(
+        error(&format!("pid_file: [a]\n{MINIMAL}")),
+        "gateway.yaml:1:1: pid_file: expected a string; found a list"
     );
 }
 

@@ -369,7 +369,8 @@ impl BackgroundService for WatchFiles {
             }
         };
         ready.notify_ready();
-        tracing::info!(
+        // At debug: the start line already says "reloading on file change".
+        tracing::debug!(
             "watching {} and the files it names for changes",
             self.path.display()
         );
