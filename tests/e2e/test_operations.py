@@ -61,12 +61,12 @@ def ops_config(pki, backend_port, admin_port, log_path, fmt, **kw):
 
 
 def reload_gateway(gw, config: dict) -> subprocess.CompletedProcess:
-    """Rewrites gateway.yaml and runs `certgate reload` against this process."""
+    """Rewrites gateway.yaml and runs `certgate reload`, which finds this process through
+    the config's `pid_file` (the gateway wrote it) and waits for its answer."""
+    assert config.get("pid_file"), "the gateway must have been started with a pid_file"
     gw.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    pid_file = gw.dir / "certgate.pid"
-    pid_file.write_text(f"{gw.process.proc.pid}\n")
     return subprocess.run(
-        [str(S.certgate_bin()), "-c", str(gw.config_path), "reload", "--pid-file", str(pid_file)],
+        [str(S.certgate_bin()), "-c", str(gw.config_path), "reload"],
         capture_output=True, text=True, timeout=30,
     )
 
@@ -215,7 +215,9 @@ def trickle():
 def test_thirty_second_download_survives_reloads_byte_exact(gateway_factory, pki, trickle, tmp_path):
     admin = S.free_port()
     config = ops_config(pki, trickle, admin, tmp_path / "access.log", "combined")
+    config["pid_file"] = "certgate.pid"  # next to gateway.yaml
     gw = gateway_factory(config)
+    assert (gw.dir / "certgate.pid").read_text().strip() == str(gw.process.proc.pid)
     alice = pki.clients["ascii_rsa"]
     out = tmp_path / "download.bin"
     download = subprocess.Popen(
@@ -231,6 +233,7 @@ def test_thirty_second_download_survives_reloads_byte_exact(gateway_factory, pki
         config["servers"][0]["routes"][0]["headers"] = {"X-Generation": str(i)}
         r = reload_gateway(gw, config)
         assert r.returncode == 0, r.stderr
+        assert f"process {gw.process.proc.pid} reloaded" in r.stdout, r.stdout
         time.sleep(1)
     assert value(scrape(admin), "certgate_config_reloads_total", result="success") == 5
     assert download.poll() is None, "the download should still be in flight after the reloads"

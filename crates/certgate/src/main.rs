@@ -68,20 +68,17 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReloadArgs {
-    /// The pid file `certgate run` wrote.
-    #[arg(long, default_value_os_t = default_pid_file())]
-    pid_file: PathBuf,
+    /// The pid file `certgate run` wrote (default: `pid_file` in the configuration).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
 }
 
-fn default_pid_file() -> PathBuf {
-    std::env::temp_dir().join("certgate.pid")
-}
-
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 struct RunArgs {
-    /// Write the process id here (used by `certgate reload`).
-    #[arg(long, default_value_os_t = default_pid_file())]
-    pid_file: PathBuf,
+    /// Write the process id here, for `certgate reload` and `kill` (default: `pid_file` in
+    /// the configuration; none without it). Removed on a clean exit.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
     /// Worker threads (default: one per CPU core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -97,17 +94,10 @@ fn main() -> ExitCode {
         Some(Command::ImportNginx(args)) => return import_nginx::main(args),
         Some(Command::Certs(args)) => certs::run(*args),
         Some(Command::Check) => check(&cli.config),
-        Some(Command::Reload(args)) => reload(&cli.config, &args.pid_file),
+        Some(Command::Reload(args)) => reload(&cli.config, args.pid_file),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Run(args)) => run(&cli.config, args),
-        None => run(
-            &cli.config,
-            RunArgs {
-                pid_file: default_pid_file(),
-                threads: 0,
-                watch: false,
-            },
-        ),
+        None => run(&cli.config, RunArgs::default()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,7 +123,7 @@ static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 pub(crate) fn init_logging(log: &certgate_config::LogConfig) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level_directives(&log.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -151,11 +141,34 @@ pub(crate) fn init_logging(log: &certgate_config::LogConfig) {
     }
 }
 
+/// pingora's `log` targets whose info lines narrate its own start and stop ("Bootstrap
+/// starting", "Starting service: …", "grace period 11s starts"): at `log.level: info`
+/// they are shown only from warn up, so certgate's one start line and one shutdown line
+/// say what runs. `debug` and `trace` show them; `RUST_LOG` overrides all of this.
+const PINGORA_NARRATION: &[&str] = &["pingora_core::server", "pingora_core::services"];
+
+fn level_directives(level: &str) -> String {
+    if level == "info" {
+        PINGORA_NARRATION
+            .iter()
+            .fold(level.to_string(), |all, target| {
+                format!("{all},{target}=warn")
+            })
+    } else {
+        level.to_string()
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
+    checked(path).map(|_| ())
+}
+
+/// [`check`], returning the configuration it checked.
+fn checked(path: &Path) -> anyhow::Result<Config> {
     let config = load(path)?;
     let compiled =
         certgate_proxy::compile(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
@@ -167,7 +180,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
         "certgate: configuration file {} test is successful",
         path.display()
     );
-    Ok(())
+    Ok(config)
 }
 
 pub(crate) fn run_config(
@@ -183,39 +196,104 @@ pub(crate) fn run_config(
 fn run(path: &Path, args: RunArgs) -> anyhow::Result<()> {
     let config = load(path).with_context(|| "not started")?;
     init_logging(&config.log);
-    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write the pid file {}", args.pid_file.display()))?;
+    let pid_file = args.pid_file.or_else(|| config.pid_file.clone());
     run_config(
         config,
         certgate_proxy::RunOptions {
             threads: args.threads,
-            pid_file: Some(args.pid_file),
+            pid_file,
             watch: args.watch,
         },
     )
 }
 
-/// Validates first, so a broken config is reported here and never reaches the gateway.
-fn reload(path: &Path, pid_file: &Path) -> anyhow::Result<()> {
-    check(path)?;
-    let text = std::fs::read_to_string(pid_file).with_context(|| {
-        format!(
-            "cannot read the pid file {} (is certgate running?)",
+/// How long `certgate reload` waits for the gateway's answer: reading and checking every
+/// file, and resolving upstream names, takes well under a second on a healthy host.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Validates first, so a broken config is reported here and never reaches the gateway;
+/// then signals the process in the pid file and waits for what it did with the file
+/// (`certgate_proxy::pid_file`): exit 0 only when the new configuration is in force.
+fn reload(path: &Path, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+    use certgate_proxy::pid_file::{status_path, Outcome, ReloadStatus};
+    use nix::errno::Errno;
+    use nix::sys::signal::{kill, Signal};
+
+    let config = checked(path)?;
+    let Some(pid_file) = pid_file.or(config.pid_file) else {
+        anyhow::bail!(
+            "no pid file to find the running gateway by: give `certgate run` and `certgate reload` \
+             the same --pid-file, or set pid_file: in {} (or send SIGHUP to the process yourself)",
+            path.display()
+        );
+    };
+    let text = match std::fs::read_to_string(&pid_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no pid file {}: no certgate runs with it (it is written while one runs and removed when it exits); nothing signalled",
             pid_file.display()
-        )
-    })?;
-    let pid: i32 = text.trim().parse().with_context(|| {
-        format!(
-            "{}: not a process id: {:?}",
-            pid_file.display(),
-            text.trim()
-        )
-    })?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .with_context(|| format!("cannot signal process {pid} from {}", pid_file.display()))?;
-    println!("certgate: reload signalled to process {pid}");
-    Ok(())
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the pid file {}", pid_file.display()))
+        }
+    };
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .with_context(|| {
+            format!(
+                "{}: not a process id: {:?}",
+                pid_file.display(),
+                text.trim()
+            )
+        })?;
+    let process = nix::unistd::Pid::from_raw(pid);
+    if kill(process, None) == Err(Errno::ESRCH) {
+        anyhow::bail!(
+            "stale pid file {}: no process {pid} (certgate did not exit cleanly); nothing signalled",
+            pid_file.display()
+        );
+    }
+    let status_file = status_path(&pid_file);
+    let ours = |status: &ReloadStatus| i64::from(status.pid) == i64::from(pid);
+    // A reload already running has this number: the answer must come from a later one.
+    let seen = ReloadStatus::read(&status_file)
+        .filter(ours)
+        .map_or(0, |status| status.sequence);
+    kill(process, Signal::SIGHUP)
+        .with_context(|| format!("cannot signal process {pid} from {}", pid_file.display()))?;
+    let deadline = std::time::Instant::now() + RELOAD_WAIT;
+    loop {
+        if let Some(status) = ReloadStatus::read(&status_file).filter(ours) {
+            if status.sequence > seen {
+                match status.outcome {
+                    Outcome::Reloaded { generation } => {
+                        println!(
+                            "certgate: process {pid} reloaded {} (configuration generation {generation})",
+                            path.display()
+                        );
+                        return Ok(());
+                    }
+                    Outcome::Refused { reason } => anyhow::bail!(
+                        "process {pid} refused the new configuration and keeps running the old one: {reason}"
+                    ),
+                    Outcome::Started | Outcome::Running => {}
+                }
+            }
+        }
+        if kill(process, None) == Err(Errno::ESRCH) {
+            anyhow::bail!("process {pid} exited before it answered the reload");
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "process {pid} was signalled but did not report the outcome in {} within {}s; \
+                 see its log (the reload may still be running)",
+                status_file.display(),
+                RELOAD_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

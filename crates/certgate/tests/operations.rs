@@ -480,9 +480,12 @@ async fn listen_change_needs_a_restart_and_keeps_serving() {
     let yaml = tagged_config(&pki, upstream, admin, "x");
     let gw = start_gateway(&pki, &yaml);
     let moved = yaml.replace("{listen}", &format!("127.0.0.1:{}", free_port()));
-    // The file itself is valid, so `certgate reload` signals; the gateway refuses the change.
+    // The file itself is valid, so `certgate reload` signals; the gateway refuses the
+    // change, and `certgate reload` reports that answer.
     let out = write_and_reload(&pki, &gw, &moved);
-    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("restart certgate"), "{stderr}");
     wait_until("the refused reload is counted", || {
         sample(
             &metrics(admin),

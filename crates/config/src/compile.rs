@@ -24,6 +24,7 @@ pub(crate) struct Output {
     pub shutdown_grace: Duration,
     pub keepalive_timeout: Duration,
     pub watch: bool,
+    pub pid_file: Option<PathBuf>,
     pub client_limits: ClientLimits,
     pub paths: certgate_path::Options,
     pub warnings: Vec<ConfigError>,
@@ -53,6 +54,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "keepalive_timeout",
     "watch",
+    "pid_file",
     "client_header_timeout",
     "client_body_timeout",
     "large_client_header_buffers",
@@ -198,6 +200,7 @@ impl Compiler<'_> {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             watch: false,
+            pid_file: None,
             client_limits: ClientLimits::default(),
             paths: certgate_path::Options::default(),
             warnings: Vec::new(),
@@ -229,6 +232,12 @@ impl Compiler<'_> {
                         format!("unknown key; expected one of {}", TOP_LEVEL_KEYS.join(", "));
                     if let Some(suggestion) = did_you_mean(other, TOP_LEVEL_KEYS) {
                         message.push_str(&format!(" (did you mean {suggestion}?)"));
+                        // `upstream:` for `upstreams:`: the typo is the cause; "upstreams:
+                        // missing required key" would only repeat it (see
+                        // `raw::deserialize_section` for the same rule inside sections).
+                        if !map.contains_key(suggestion) {
+                            self.damaged.push(suggestion.to_string());
+                        }
                     }
                     self.error(other, message);
                 }
@@ -257,6 +266,11 @@ impl Compiler<'_> {
         if let Some(value) = sections.get("watch").filter(|v| !v.is_null()) {
             if let Some(watch) = self.section::<bool>(value, "watch") {
                 output.watch = watch;
+            }
+        }
+        if let Some(value) = sections.get("pid_file").filter(|v| !v.is_null()) {
+            if let Some(text) = self.section::<String>(value, "pid_file") {
+                output.pid_file = self.file_path("pid_file", &text);
             }
         }
         output.client_limits = self.client_limits(&sections);
@@ -951,7 +965,9 @@ impl Compiler<'_> {
         let at = |key: &str| join_key(base, key);
         let matcher = self.route_match(&at("match"), raw.matcher);
 
-        if !upstreams.contains(&raw.upstream) {
+        // With `upstreams:` misspelt (already reported), no name could be checked.
+        let upstreams_misspelt = self.damaged.iter().any(|d| d == "upstreams");
+        if !upstreams.contains(&raw.upstream) && !upstreams_misspelt {
             let defined = if upstreams.is_empty() {
                 "no upstreams are defined".to_string()
             } else {

@@ -50,6 +50,11 @@ pub struct Config {
     /// (as SIGHUP would); default false. `certgate run --watch` turns it on too. Fixed at
     /// start: a reload that changes it logs that the new value needs a restart.
     pub watch: bool,
+    /// `pid_file`: where `certgate run` writes its process id (and, next to it, the outcome
+    /// of each reload) for `certgate reload` and `kill`; resolved against the config
+    /// file's directory. Default none: no file is shared between instances by default,
+    /// and systemd and Kubernetes find the process without one. `--pid-file` overrides it.
+    pub pid_file: Option<PathBuf>,
     /// `client_header_timeout`, `large_client_header_buffers`, `max_connections`, … (top-level).
     pub client_limits: ClientLimits,
     /// `paths:` how request paths are normalized before routing: `encoded_slashes: reject`
@@ -85,6 +90,7 @@ impl Config {
             shutdown_grace: output.shutdown_grace,
             keepalive_timeout: output.keepalive_timeout,
             watch: output.watch,
+            pid_file: output.pid_file,
             client_limits: output.client_limits,
             paths: output.paths,
             file: file.to_path_buf(),

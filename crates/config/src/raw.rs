@@ -367,16 +367,35 @@ pub(crate) fn deserialize_section<T: DeserializeOwned>(value: &Value, base: &str
                 _ => None,
             })
             .collect();
-        let (message, missing) = rewrite_message(&error.inner().to_string());
+        let serde_message = error.inner().to_string();
+        let (message, missing) = rewrite_message(&serde_message);
         // An unknown key is simply dropped; a wrong or missing value leaves a hole.
         let mut unknown_key = false;
         let mut target = segments.clone();
+        let missing_key = missing.clone();
         if let Some(field) = missing {
             segments.push(Segment::Key(field));
         } else if message.starts_with("unknown key") {
             unknown_key = true;
+            // A typo (`client_auht`) is the cause; what the absence of the key it stands
+            // for implies (`client_auth: verify: on needs ca`, a default at the parent's
+            // line, so before it in file order) is a consequence the fix removes. The key
+            // the typo most likely meant is treated as damaged, so compile reports only
+            // the cause — unless that key is written too, and its own errors are real.
+            if let Some(meant) = unknown_field(&serde_message)
+                .and_then(|(unknown, choices)| did_you_mean(unknown, &choices))
+            {
+                let mut sibling = segments.clone();
+                sibling.pop();
+                sibling.push(Segment::Key(meant.to_string()));
+                if get(&value, &sibling).is_none() {
+                    damaged.push(sibling);
+                }
+            }
         }
-        if !reported.contains(&segments) {
+        // A required key missing because a typo stands in its place: the typo says it.
+        let typo_for = missing_key.is_some() && damaged.contains(&segments);
+        if !reported.contains(&segments) && !typo_for {
             errors.push(RawError {
                 key_path: render(base, &segments),
                 message,
@@ -397,6 +416,19 @@ pub(crate) fn deserialize_section<T: DeserializeOwned>(value: &Value, base: &str
         }
     }
     finish(None, errors, damaged)
+}
+
+/// The value at `path`, if the document has one there.
+fn get<'v>(value: &'v Value, path: &[Segment]) -> Option<&'v Value> {
+    let mut node = value;
+    for segment in path {
+        node = match (segment, node) {
+            (Segment::Key(key), Value::Mapping(map)) => map.get(key.as_str())?,
+            (Segment::Index(index), Value::Sequence(items)) => items.get(*index)?,
+            _ => return None,
+        };
+    }
+    Some(node)
 }
 
 /// Removes the mapping entry at `path` (whose last segment is a key).
@@ -430,9 +462,7 @@ pub(crate) fn rewrite_message(message: &str) -> (String, Option<String>) {
         let field = rest.trim_end_matches('`').to_string();
         return ("missing required key".to_string(), Some(field));
     }
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (unknown, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let choices: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    if let Some((unknown, choices)) = unknown_field(message) {
         let mut text = if choices.is_empty() {
             "unknown key; this mapping takes no keys".to_string()
         } else {
@@ -458,6 +488,14 @@ pub(crate) fn rewrite_message(message: &str) -> (String, Option<String>) {
         }
     }
     (message.to_string(), None)
+}
+
+/// serde's `unknown field `x`, expected one of `a`, `b``: the key and the choices.
+fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`').unwrap_or((rest, ""));
+    let choices: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    Some((unknown, choices))
 }
 
 fn describe_expected(expected: &str, is_value: bool) -> String {

@@ -193,7 +193,7 @@ fn unknown_keys_are_located_and_suggest_the_nearest_key() {
     );
     assert_eq!(
         error(&format!("{MINIMAL}logs: {{}}\n")),
-        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers, paths (did you mean log?)"
+        "gateway.yaml:10:1: logs: unknown key; expected one of admin, log, servers, upstreams, shutdown_grace, keepalive_timeout, watch, pid_file, client_header_timeout, client_body_timeout, large_client_header_buffers, max_headers, max_connections, http2_max_concurrent_streams, underscores_in_headers, paths (did you mean log?)"
     );
 }
 
@@ -410,6 +410,40 @@ fn a_dropped_key_causes_no_follow_on_errors() {
         error(&yaml),
         "gateway.yaml:4:20: servers[0].client_auth.verify: expected one of on, optional, optional_no_ca, off; found \"sometimes\""
     );
+}
+
+#[test]
+fn a_misspelt_key_is_reported_as_the_cause_not_by_its_consequences() {
+    // `client_auht`: the missing client_auth would mean `verify: on` without a CA.
+    let yaml = MINIMAL.replace("client_auth: { ca:", "client_auht: { ca:");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:4:5: servers[0].client_auht: unknown key; expected one of name, listen, server_names, tls, client_auth, identity, routes (did you mean client_auth?)"
+    );
+    // A required key: not also "tls: missing required key".
+    let yaml = MINIMAL.replace("    tls: {", "    tsl: {");
+    assert_eq!(
+        error(&yaml),
+        "gateway.yaml:3:5: servers[0].tsl: unknown key; expected one of name, listen, server_names, tls, client_auth, identity, routes (did you mean tls?)"
+    );
+    // At the top level: not also "upstreams: missing required key".
+    let yaml = MINIMAL.replace("upstreams:", "upstream:");
+    let all = errors(&yaml);
+    assert!(
+        all[0].starts_with("gateway.yaml:8:1: upstream: unknown key;")
+            && all[0].ends_with("(did you mean upstreams?)"),
+        "{all:#?}"
+    );
+    assert!(
+        !all.iter().any(|e| e.contains("missing required key")),
+        "{all:#?}"
+    );
+    // When the meant key is written too, its own errors are real and still reported.
+    let yaml = MINIMAL.replace(
+        "client_auth: { ca: certs/ca.crt }",
+        "client_auth: { verify: sometimes }\n    client_auht: {}",
+    );
+    assert_eq!(errors(&yaml).len(), 2, "{:#?}", errors(&yaml));
 }
 
 #[test]
@@ -1031,6 +1065,25 @@ fn shutdown_grace_defaults_to_ten_seconds_and_takes_nginx_time_syntax() {
     assert!(
         message.starts_with("gateway.yaml:1:1: shutdown_grace: expected a time"),
         "{message}"
+    );
+}
+
+#[test]
+fn pid_file_defaults_to_none_and_follows_the_config_file() {
+    assert_eq!(parse(MINIMAL).pid_file, None);
+    let config = parse(&format!("pid_file: run/certgate.pid\n{MINIMAL}"));
+    assert_eq!(
+        config.pid_file,
+        Some(PathBuf::from("/etc/certgate/run/certgate.pid"))
+    );
+    let config = parse(&format!("pid_file: /run/certgate/certgate.pid\n{MINIMAL}"));
+    assert_eq!(
+        config.pid_file,
+        Some(PathBuf::from("/run/certgate/certgate.pid"))
+    );
+    assert_eq!(
+        error(&format!("pid_file: [a]\n{MINIMAL}")),
+        "gateway.yaml:1:1: pid_file: expected a string; found a list"
     );
 }
 

@@ -15,7 +15,7 @@
 //!
 //! Around it: [`compile`] turns a validated config into the runtime model (loads every
 //! file); [`reload`] SIGHUP reload, [`watch`] reload on file change, [`shutdown`] the
-//! SIGTERM drain; [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`),
+//! SIGTERM drain, [`pid_file`] the pid file and the reload outcome `certgate reload` reads; [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`),
 //! [`access_log`] and [`health`] checks.
 #![forbid(unsafe_code)]
 
@@ -32,6 +32,7 @@ mod h1_guard;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod pid_file;
 mod plain_http;
 pub mod record;
 pub mod reload;
@@ -171,6 +172,8 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub struct RunOptions {
     /// Worker threads; 0 = one per CPU core.
     pub threads: usize,
+    /// `--pid-file` or `pid_file:`; none by default. Written once the listeners are bound,
+    /// removed on a clean exit; the reload status file goes next to it.
     pub pid_file: Option<std::path::PathBuf>,
     /// `--watch`: reload on file change even if gateway.yaml says `watch: false`.
     pub watch: bool,
@@ -184,13 +187,77 @@ pub fn run(config: Config, options: RunOptions) -> Result<std::convert::Infallib
         tracing::warn!("{warning}");
     }
     access_log::check_target(&config).map_err(|e| ConfigErrors(vec![e]))?;
+    let started = started_line(&config, &compiled, &options);
     let server = build_server(compiled, &config, &options).map_err(|e| {
         ConfigErrors(vec![
             config.error_at("servers", format!("cannot start the listeners: {e}"))
         ])
     })?;
-    tracing::info!("certgate started");
-    server.run_forever()
+    if let Some(path) = &options.pid_file {
+        pid_file::write(path).map_err(|e| {
+            ConfigErrors(vec![config.error_at(
+                "pid_file",
+                format!("cannot write the pid file {}: {e}", path.display()),
+            )])
+        })?;
+    }
+    tracing::info!("{started}");
+    server.run(pingora_core::server::RunArgs::default());
+    // SIGINT (pingora's fast shutdown) returns here; SIGTERM's drain exits in `shutdown`.
+    if let Some(path) = &options.pid_file {
+        pid_file::remove(path);
+    }
+    std::process::exit(0)
+}
+
+/// The one line certgate logs when it starts: its version, the file, what listens where
+/// for which servers, the upstreams (pingora's own start-up lines are debug).
+fn started_line(config: &Config, compiled: &Compiled, options: &RunOptions) -> String {
+    let join = |items: Vec<String>, separator: &str| items.join(separator);
+    let listeners = compiled
+        .listeners
+        .iter()
+        .map(|group| {
+            let names = group
+                .servers
+                .iter()
+                .filter_map(|&i| compiled.servers.get(i))
+                .map(|server| server.name.clone())
+                .collect();
+            format!("{} ({})", group.addr, join(names, ", "))
+        })
+        .collect();
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| {
+            let servers = upstream
+                .servers
+                .iter()
+                .map(|server| server.address.clone())
+                .collect();
+            format!("{name} ({})", join(servers, " "))
+        })
+        .collect();
+    // The absolute path: "which gateway.yaml?" is the first question when reading a log.
+    let file = std::fs::canonicalize(&config.file).unwrap_or_else(|_| config.file.clone());
+    let mut line = format!(
+        "certgate started (version {}): config {}; listening on {}; upstreams {}",
+        env!("CARGO_PKG_VERSION"),
+        file.display(),
+        join(listeners, ", "),
+        join(upstreams, ", ")
+    );
+    if let Some(admin) = &config.admin {
+        line.push_str(&format!("; admin on {}", admin.listen));
+    }
+    if options.watch || config.watch {
+        line.push_str("; reloading on file change");
+    }
+    if let Some(path) = &options.pid_file {
+        line.push_str(&format!("; pid file {}", path.display()));
+    }
+    line
 }
 
 /// Builds the pingora server with one proxy service listening on every configured address.
@@ -216,11 +283,8 @@ pub fn build_server(
         // `shutdown::DrainOnTerm` exits earlier once nothing is in flight.
         grace_period_seconds: Some(config.shutdown_grace.as_secs_f64().ceil() as u64 + 1),
         graceful_shutdown_timeout_seconds: Some(1),
-        pid_file: options
-            .pid_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "/tmp/certgate.pid".into()),
+        // pingora's `pid_file` is for its daemon mode, which certgate does not use: the
+        // pid file is certgate's own (`pid_file`).
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -255,6 +319,7 @@ pub fn build_server(
             Arc::new(reload::ReloadOnHangup {
                 shared: shared.clone(),
                 path: config.file.clone(),
+                status: options.pid_file.as_deref().map(pid_file::status_path),
             }),
         ),
     );
@@ -272,6 +337,7 @@ pub fn build_server(
             Arc::new(shutdown::DrainOnTerm {
                 shared: shared.clone(),
                 grace: config.shutdown_grace,
+                pid_file: options.pid_file.clone(),
             }),
         ),
     );

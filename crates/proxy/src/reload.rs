@@ -12,6 +12,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
 use crate::compile::{compile, Compiled};
+use crate::pid_file::{Outcome, ReloadStatus};
 use crate::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,18 @@ pub enum ReloadError {
     Config(#[from] ConfigErrors),
     #[error("listen addresses changed ({0}); restart certgate to apply them (the running configuration is kept)")]
     NeedsRestart(String),
+}
+
+impl ReloadError {
+    /// The error as one line, for a log event (a collector reads one event per line):
+    /// several located errors are joined with `; `.
+    pub fn one_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 fn listen_set(compiled: &Compiled) -> BTreeSet<SocketAddr> {
@@ -104,6 +117,27 @@ fn try_reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<u64, Reloa
 pub struct ReloadOnHangup {
     pub shared: Arc<Shared>,
     pub path: PathBuf,
+    /// Where each reload's outcome is written for `certgate reload` ([`crate::pid_file`]);
+    /// `None` without a pid file.
+    pub status: Option<PathBuf>,
+}
+
+impl ReloadOnHangup {
+    /// Records `outcome` of the `sequence`th SIGHUP in the status file, if there is one.
+    fn record(&self, sequence: u64, outcome: Outcome) {
+        let Some(path) = &self.status else { return };
+        let status = ReloadStatus {
+            pid: std::process::id(),
+            sequence,
+            outcome,
+        };
+        if let Err(e) = status.write(path) {
+            tracing::warn!(
+                "cannot write the reload status file {} (certgate reload waits for it): {e}",
+                path.display()
+            );
+        }
+    }
 }
 
 #[async_trait]
@@ -124,18 +158,34 @@ impl BackgroundService for ReloadOnHangup {
                 return;
             }
         };
+        self.record(0, Outcome::Started);
         ready.notify_ready();
+        let mut sequence = 0;
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
+                    // Before the files are read: see `pid_file` for why this order.
+                    sequence += 1;
+                    self.record(sequence, Outcome::Running);
                     let shared = self.shared.clone();
                     let path = self.path.clone();
                     let outcome = tokio::task::spawn_blocking(move || reload_from(&shared, &path)).await;
-                    match outcome {
-                        Ok(Ok(generation)) => tracing::info!(generation, "configuration reloaded from {}", self.path.display()),
-                        Ok(Err(e)) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
-                        Err(e) => tracing::error!("reload task failed, keeping the running configuration: {e}"),
-                    }
+                    let recorded = match outcome {
+                        Ok(Ok(generation)) => {
+                            tracing::info!(generation, "configuration reloaded from {}", self.path.display());
+                            Outcome::Reloaded { generation }
+                        }
+                        Ok(Err(e)) => {
+                            let reason = e.one_line();
+                            tracing::error!("reload failed, keeping the running configuration: {reason}");
+                            Outcome::Refused { reason }
+                        }
+                        Err(e) => {
+                            tracing::error!("reload task failed, keeping the running configuration: {e}");
+                            Outcome::Refused { reason: format!("the reload task failed: {e}") }
+                        }
+                    };
+                    self.record(sequence, recorded);
                 }
                 _ = shutdown.changed() => break,
             }

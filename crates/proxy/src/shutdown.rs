@@ -1,7 +1,7 @@
 //! Graceful shutdown. pingora stops accepting on SIGTERM and then sleeps a fixed grace period
 //! before tearing its runtimes down (which drops whatever is still running). This service
 //! ends that wait early: once no request is in flight (or `shutdown_grace` has passed) it
-//! flushes the access log and exits 0, so an idle gateway stops at once and a busy one
+//! flushes the access log, removes the pid file and exits 0, so an idle gateway stops at once and a busy one
 //! finishes its requests.
 
 use std::sync::atomic::Ordering;
@@ -23,6 +23,8 @@ const SETTLE: Duration = Duration::from_millis(250);
 pub struct DrainOnTerm {
     pub shared: Arc<Shared>,
     pub grace: Duration,
+    /// Removed before exiting (with the reload status file beside it).
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 #[async_trait]
@@ -55,6 +57,9 @@ impl BackgroundService for DrainOnTerm {
             tracing::info!("all requests finished, exiting");
         }
         self.shared.access_log.flush(Duration::from_secs(2));
+        if let Some(path) = &self.pid_file {
+            crate::pid_file::remove(path);
+        }
         std::process::exit(0);
     }
 }

@@ -548,3 +548,23 @@ pub fn start_gateway_with_args(pki: &Pki, yaml: &str, run_args: &[&str]) -> Gate
     wait_for_port(&mut gateway);
     gateway
 }
+
+/// Writes `yaml` (with `{listen}` replaced) next to the PKI and runs `certgate -c
+/// gateway.yaml {args…}` exactly as given (no `--pid-file` added), until it listens.
+pub fn spawn_gateway(pki: &Pki, yaml: &str, args: &[&str]) -> Gateway {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = pki.write("gateway.yaml", &yaml.replace("{listen}", &addr.to_string()));
+    let log = pki.path(&format!("gateway-{port}.log"));
+    let child = Command::new(bin())
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gateway = Gateway { child, addr, log };
+    wait_for_port(&mut gateway);
+    gateway
+}
