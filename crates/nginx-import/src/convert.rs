@@ -1583,6 +1583,24 @@ impl<'a> Converter<'a> {
                 }
             }
         }
+        if tls.cert.is_some() != tls.key.is_some() {
+            // nginx refuses a client certificate without its key (or the reverse); neither
+            // is written, so the upstream sees no client certificate rather than a config
+            // certgate cannot load.
+            let (given, missing) = if tls.cert.is_some() {
+                ("certificate", "certificate_key")
+            } else {
+                ("certificate_key", "certificate")
+            };
+            if let Some(d) = get(given) {
+                self.list(
+                    d,
+                    format!("{prefix}_ssl_{given} without {prefix}_ssl_{missing} (nginx refuses this too); no client certificate is presented to the upstream"),
+                );
+            }
+            tls.cert = None;
+            tls.key = None;
+        }
         if let Some(d) = get("verify_depth") {
             match d.args.first().and_then(|a| a.parse::<u32>().ok()) {
                 Some(n) => tls.verify_depth = Some((n, at(d))),

@@ -1470,3 +1470,30 @@ fn verify_without_a_ca_leaves_the_server_out() {
         );
     }
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/upstream-cert-without-key.conf): an upstream
+/// client certificate without its key was written, and certgate refused the output.
+#[test]
+fn an_upstream_client_certificate_without_its_key_is_listed_not_written() {
+    let c = run(&mtls(
+        "on",
+        "",
+        " location / { grpc_pass grpcs://127.0.0.1:8080; grpc_ssl_certificate c.crt; }",
+    ));
+    let cfg = config(&c);
+    let upstream = cfg.upstreams.values().next().expect("one upstream");
+    assert!(
+        upstream
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.cert.is_none() && t.key.is_none()),
+        "{}",
+        c.yaml
+    );
+    assert_listed(
+        &c,
+        8,
+        "grpc_ssl_certificate",
+        "without grpc_ssl_certificate_key",
+    );
+}
