@@ -154,7 +154,8 @@ struct P12Args {
     /// 3DES and SHA-1 MAC instead of AES-256 and SHA-256, for old importers (older macOS, Windows, Java 8).
     #[arg(long)]
     legacy: bool,
-    /// Name shown by importers [default: the certificate's CN].
+    /// friendlyName of the key [default: the certificate's CN]. The certificates carry
+    /// their subject DN as friendlyName (the PKCS#12 writer's choice).
     #[arg(long)]
     name: Option<String>,
     /// Environment variable holding the passphrase of an encrypted --key.
@@ -399,26 +400,33 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     } else {
         format!(" --ca {d}/ca.crt")
     };
-    // `certgate run` reads ./gateway.yaml: give it one that uses this PKI, unless there
-    // is one already (it is the user's, --force or not).
-    let config = Path::new(CONFIG_FILE);
+    // A configuration beside the certificates (for the default `certs`: ./gateway.yaml,
+    // what `certgate run` reads), unless there is one already: that one is the user's,
+    // --force or not.
+    let (config, pki_in_config) = starter_config_path(&args.dir);
+    let shown = config.display();
     let config_note = if config.symlink_metadata().is_ok() {
         format!(
-            "{CONFIG_FILE} exists and was left as it is: its tls and client_auth should name \
-             the files above"
+            "{shown} exists and was left as it is: its tls and client_auth should name the \
+             files above"
         )
     } else {
-        let yaml = starter_config(&args.dir);
-        issue::write_file_set(&[issue::OutputFile::public(config, yaml)], false)?;
+        let yaml = starter_config(&args.dir, &pki_in_config);
+        issue::write_file_set(&[issue::OutputFile::public(&config, yaml)], false)?;
         format!(
-            "wrote {CONFIG_FILE}: https://localhost:{STARTER_PORT}/ with these certificates, \
-             in front of a backend on http://{STARTER_BACKEND}"
+            "wrote {shown}: https://localhost:{STARTER_PORT}/ with these certificates, in \
+             front of a backend on http://{STARTER_BACKEND}"
         )
+    };
+    let c_flag = if config == Path::new(CONFIG_FILE) {
+        String::new()
+    } else {
+        format!(" -c {shown}")
     };
     println!(
         "\n{config_note}\n\nNext:\n  \
-         certgate check\n  \
-         certgate run          # start your backend on {STARTER_BACKEND} first (e.g. python3 -m http.server 5000)\n  \
+         certgate check{c_flag}\n  \
+         certgate run{c_flag}   # start your backend on {STARTER_BACKEND} first (e.g. python3 -m http.server 5000)\n  \
          curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key https://localhost:{STARTER_PORT}/\n\n\
          No backend yet? `certgate demo` runs a gateway with its own PKI in front of a built-in echo.\n\n\
          More clients, and a .p12 for a browser:\n  \
@@ -433,12 +441,24 @@ const CONFIG_FILE: &str = "gateway.yaml";
 const STARTER_PORT: u16 = 8443;
 const STARTER_BACKEND: &str = "127.0.0.1:5000";
 
-/// A minimal working gateway.yaml for the PKI `certs init` wrote in `dir` (relative paths
-/// in it are resolved against its own directory, the current one).
-fn starter_config(dir: &Path) -> String {
+/// Where `certs init` puts the starter configuration for a PKI in `dir`: beside the
+/// directory (`certs` → `gateway.yaml`, `/etc/certgate/certs` →
+/// `/etc/certgate/gateway.yaml`), or in it when it has no parent (`.`); and the PKI
+/// directory as seen from the configuration's directory, which relative paths in it are
+/// resolved against.
+fn starter_config_path(dir: &Path) -> (PathBuf, PathBuf) {
+    match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => (parent.join(CONFIG_FILE), PathBuf::from(name)),
+        _ => (dir.join(CONFIG_FILE), PathBuf::new()),
+    }
+}
+
+/// A minimal working gateway.yaml for the PKI `certs init` wrote in `dir`, which the
+/// configuration's directory sees as `pki`.
+fn starter_config(dir: &Path, pki: &Path) -> String {
     // YAML double-quoted strings take JSON's escapes.
     let file =
-        |name: &str| serde_json::to_string(&dir.join(name).to_string_lossy()).unwrap_or_default();
+        |name: &str| serde_json::to_string(&pki.join(name).to_string_lossy()).unwrap_or_default();
     format!(
         "# Written by `certgate certs init`: the development PKI in {dir} in front of a\n\
          # plain-HTTP backend. Every key is described in docs/config.md (and in the commented\n\

@@ -112,10 +112,30 @@ fn init_leaves_a_configuration_that_run_can_use() {
         "# mine\n"
     );
 
-    // A PKI elsewhere: the configuration names it there.
+    // A PKI elsewhere: the configuration goes beside it, and names it from there.
     let other = tempfile::tempdir().unwrap();
     ok(certgate(other.path(), &["certs", "init", "--dir", "pki"]));
     ok(certgate(other.path(), &["check"]));
+    let out = ok(certgate(
+        other.path(),
+        &["certs", "init", "--dir", "etc/certgate/certs"],
+    ));
+    assert!(
+        stdout(&out).contains("certgate run -c etc/certgate/gateway.yaml"),
+        "{}",
+        text(&out)
+    );
+    let yaml = fs::read_to_string(other.path().join("etc/certgate/gateway.yaml")).unwrap();
+    assert!(yaml.contains("cert: \"certs/server.crt\""), "{yaml}");
+    ok(certgate(
+        other.path(),
+        &["-c", "etc/certgate/gateway.yaml", "check"],
+    ));
+    // Checked from anywhere: its paths are relative to its own directory.
+    ok(certgate(
+        &other.path().join("pki"),
+        &["check", "-c", "../etc/certgate/gateway.yaml"],
+    ));
 }
 
 // (5) ---------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ pub struct P12Options<'a> {
     /// May be empty; some importers (macOS Keychain) then refuse the file.
     pub password: &'a str,
     pub profile: P12Profile,
-    /// The name importers show (friendlyName); default: the certificate's CN.
+    /// friendlyName of the key bag; default: the certificate's CN. The certificate bags
+    /// carry their subject DN (p12-keystore's writer sets them).
     pub friendly_name: Option<&'a str>,
 }
 
