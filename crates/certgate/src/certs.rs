@@ -154,7 +154,8 @@ struct P12Args {
     /// 3DES and SHA-1 MAC instead of AES-256 and SHA-256, for old importers (older macOS, Windows, Java 8).
     #[arg(long)]
     legacy: bool,
-    /// Name shown by importers [default: the certificate's CN].
+    /// friendlyName of the key [default: the certificate's CN]. The certificates carry
+    /// their subject DN as friendlyName (the PKCS#12 writer's choice).
     #[arg(long)]
     name: Option<String>,
     /// Environment variable holding the passphrase of an encrypted --key.
@@ -167,8 +168,21 @@ struct P12Args {
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// Certificate file: PEM or DER, one certificate or a chain (leaf first).
+    /// Certificate file: PEM or DER, one certificate or a chain (leaf first), or a PKCS#12
+    /// bundle (.p12/.pfx; its certificates are shown, never its key).
     file: PathBuf,
+    /// Environment variable holding the password of a .p12 file [default: empty password].
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// Show the identity headers as this configuration's server would set them: verified
+    /// against its client_auth CAs, with its identity presets and `set` templates
+    /// [default: verified for purpose only, preset nginx].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// With -c: the server (its `name`) whose client_auth and identity apply [default: the
+    /// first server].
+    #[arg(long, value_name = "NAME", requires = "config")]
+    server: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -206,15 +220,22 @@ struct UrlKeyArgs {
     force: bool,
 }
 
-pub fn run(args: CertsArgs) -> anyhow::Result<()> {
+/// `config`: a `-c` given before `certs`; only `inspect` reads a configuration.
+pub fn run(args: CertsArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let no_config = |name: &str| crate::no_config(&format!("certs {name}"), &config);
     let result = match args.command {
-        CertsCommand::Init(args) => init(args),
-        CertsCommand::Issue(args) => issue_one(args),
-        CertsCommand::P12(args) => p12(args),
-        CertsCommand::Inspect(args) => inspect(args),
-        CertsCommand::Verify(args) => verify(args),
-        CertsCommand::TicketKey(args) => ticket_key(args),
-        CertsCommand::UrlKey(args) => url_key(args),
+        CertsCommand::Init(args) => no_config("init").and_then(|()| init(args)),
+        CertsCommand::Issue(args) => no_config("issue").and_then(|()| issue_one(args)),
+        CertsCommand::P12(args) => no_config("p12").and_then(|()| p12(args)),
+        CertsCommand::Inspect(mut args) => {
+            crate::resolve_config(config.clone(), args.config.take()).and_then(|config| {
+                args.config = config;
+                inspect(args)
+            })
+        }
+        CertsCommand::Verify(args) => no_config("verify").and_then(|()| verify(args)),
+        CertsCommand::TicketKey(args) => no_config("ticket-key").and_then(|()| ticket_key(args)),
+        CertsCommand::UrlKey(args) => no_config("url-key").and_then(|()| url_key(args)),
     };
     result.map_err(without_repeated_causes)
 }
@@ -379,15 +400,91 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     } else {
         format!(" --ca {d}/ca.crt")
     };
+    // A configuration beside the certificates (for the default `certs`: ./gateway.yaml,
+    // what `certgate run` reads), unless there is one already: that one is the user's,
+    // --force or not.
+    let (config, pki_in_config) = starter_config_path(&args.dir);
+    let shown = config.display();
+    let config_note = if config.symlink_metadata().is_ok() {
+        format!(
+            "{shown} exists and was left as it is: its tls and client_auth should name the \
+             files above"
+        )
+    } else {
+        let yaml = starter_config(&args.dir, &pki_in_config);
+        issue::write_file_set(&[issue::OutputFile::public(&config, yaml)], false)?;
+        format!(
+            "wrote {shown}: https://localhost:{STARTER_PORT}/ with these certificates, in \
+             front of a backend on http://{STARTER_BACKEND}"
+        )
+    };
+    let c_flag = if config == Path::new(CONFIG_FILE) {
+        String::new()
+    } else {
+        format!(" -c {shown}")
+    };
     println!(
-        "\nNext:\n  \
-         certgate run\n  \
-         curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key https://localhost:8443/\n\n\
+        "\n{config_note}\n\nNext:\n  \
+         certgate check{c_flag}\n  \
+         certgate run{c_flag}   # start your backend on {STARTER_BACKEND} first (e.g. python3 -m http.server 5000)\n  \
+         curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key https://localhost:{STARTER_PORT}/\n\n\
+         No backend yet? `certgate demo` runs a gateway with its own PKI in front of a built-in echo.\n\n\
          More clients, and a .p12 for a browser:\n  \
          certgate certs issue client --cn alice{ca_flag}\n  \
          certgate certs p12 --cert {d}/client.crt --key {d}/client.key --ca {d}/ca.crt --out {d}/client.p12 --password-env P12_PASSWORD"
     );
     Ok(())
+}
+
+/// The configuration `certgate run` reads by default, which `certs init` writes when absent.
+const CONFIG_FILE: &str = "gateway.yaml";
+const STARTER_PORT: u16 = 8443;
+const STARTER_BACKEND: &str = "127.0.0.1:5000";
+
+/// Where `certs init` puts the starter configuration for a PKI in `dir`: beside the
+/// directory (`certs` → `gateway.yaml`, `/etc/certgate/certs` →
+/// `/etc/certgate/gateway.yaml`), or in it when it has no parent (`.`); and the PKI
+/// directory as seen from the configuration's directory, which relative paths in it are
+/// resolved against.
+fn starter_config_path(dir: &Path) -> (PathBuf, PathBuf) {
+    match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => (parent.join(CONFIG_FILE), PathBuf::from(name)),
+        _ => (dir.join(CONFIG_FILE), PathBuf::new()),
+    }
+}
+
+/// A minimal working gateway.yaml for the PKI `certs init` wrote in `dir`, which the
+/// configuration's directory sees as `pki`.
+fn starter_config(dir: &Path, pki: &Path) -> String {
+    // YAML double-quoted strings take JSON's escapes.
+    let file =
+        |name: &str| serde_json::to_string(&pki.join(name).to_string_lossy()).unwrap_or_default();
+    format!(
+        "# Written by `certgate certs init`: the development PKI in {dir} in front of a\n\
+         # plain-HTTP backend. Every key is described in docs/config.md (and in the commented\n\
+         # gateway.yaml of certgate's repository). Check it with `certgate check`.\n\
+         servers:\n  \
+         - name: dev\n    \
+           listen: [\"127.0.0.1:{STARTER_PORT}\"]\n    \
+           tls:\n      \
+             cert: {cert}\n      \
+             key: {key}\n    \
+           client_auth:\n      \
+             verify: on                # a verified client certificate is required\n      \
+             ca: {ca}\n    \
+           identity:\n      \
+             preset: nginx             # X-SSL-Client-Verify, X-SSL-Client-S-DN, …\n    \
+           routes:\n      \
+             - match: {{ path_prefix: / }}\n        \
+               upstream: app\n\
+         upstreams:\n  \
+         app:\n    \
+           servers: [\"{STARTER_BACKEND}\"]\n",
+        dir = dir.display(),
+        cert = file("server.crt"),
+        key = file("server.key"),
+        ca = file("ca.crt"),
+    )
 }
 
 /// `certs/alice` → (`certs/alice.crt`, `certs/alice.key`); a given `.crt`/`.pem`/`.cer`
@@ -609,7 +706,7 @@ fn p12(args: P12Args) -> anyhow::Result<()> {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let chain = issue::read_certificates(&args.file)?;
+    let chain = inspected_certificates(&args)?;
     let count = chain.len();
     for (i, der) in chain.iter().enumerate() {
         let summary = issue::inspect::summarize(der)
@@ -667,17 +764,49 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
     }
 
-    // What a backend behind the gateway would receive for this certificate (as a
-    // verified client certificate, nginx preset).
+    let view = match &args.config {
+        Some(path) => GatewayView::from_config(path, args.server.as_deref())?,
+        None => GatewayView::default_view()?,
+    };
     let client = certgate_identity::ClientCert::from_chain(&chain).with_context(|| {
         format!(
             "{}: the gateway could not use this certificate",
             args.file.display()
         )
     })?;
+    let (verify, note, untrusted_only) = view.verify(&chain);
+    println!("\n{}", view.title);
+    let forwarded = match (&verify, view.mode) {
+        (certgate_identity::VerifyResult::Failed(reason), mode) => {
+            if mode == InspectMode::OptionalNoCa && untrusted_only {
+                println!("  (verify: optional_no_ca forwards it with FAILED:{reason})");
+                true
+            } else {
+                println!(
+                    "  none: the gateway refuses this certificate: FAILED:{reason} \
+                     (a 400 \"The SSL certificate error\", or a TLS alert under on_failure: \
+                     handshake; nothing is forwarded){note}"
+                );
+                false
+            }
+        }
+        _ => {
+            if !note.is_empty() {
+                println!("  ({})", note.trim_start_matches("; "));
+            }
+            true
+        }
+    };
+    if !forwarded {
+        return Ok(());
+    }
+    let cert = match view.mode {
+        InspectMode::Off => None,
+        _ => Some(Arc::new(client)),
+    };
     let identity = certgate_identity::Identity {
-        verify: certgate_identity::VerifyResult::Success,
-        cert: Some(Arc::new(client)),
+        verify,
+        cert,
         tls: certgate_identity::TlsInfo {
             protocol: "TLSv1.3".into(),
             cipher: "TLS_AES_128_GCM_SHA256".into(),
@@ -690,9 +819,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let plan = certgate_identity::HeaderPlan::new(&[certgate_identity::Preset::Nginx], &[])?;
-    println!("\nIdentity headers (preset nginx, if the gateway verifies it):");
-    for (name, value) in plan.prepare(&identity, now_unix).headers {
+    for (name, value) in view.plan.prepare(&identity, now_unix).headers {
         let value = String::from_utf8_lossy(value.as_bytes());
         const SHOWN: usize = 96;
         if value.len() > SHOWN {
@@ -706,6 +833,176 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The certificates of the file `inspect` was given: PEM or DER certificates, or the
+/// certificates of a PKCS#12 bundle (leaf first).
+fn inspected_certificates(
+    args: &InspectArgs,
+) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if !certgate_pki::p12::looks_like_pkcs12(&bytes) {
+        if args.password_env.is_some() {
+            bail!(
+                "{}: --password-env is for PKCS#12 (.p12) files; this is not one",
+                args.file.display()
+            );
+        }
+        return Ok(issue::read_certificates(&args.file)?);
+    }
+    let password = match &args.password_env {
+        Some(var) => secret_from_env(var, "PKCS#12 password")?,
+        None => String::new(),
+    };
+    certgate_pki::p12::read_p12_certificates(&bytes, &password).map_err(|e| {
+        let hint = if args.password_env.is_none() {
+            " (pass --password-env VAR for a password-protected file)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{}: a PKCS#12 file: {e}{hint}", args.file.display())
+    })
+}
+
+/// What `client_auth.verify` the identity headers are shown for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InspectMode {
+    /// No configuration: the purpose checks only, as if the chain were trusted.
+    PurposeOnly,
+    On,
+    OptionalNoCa,
+    Off,
+}
+
+/// How the gateway would treat a client presenting the inspected chain.
+struct GatewayView {
+    title: String,
+    mode: InspectMode,
+    verifier: Option<certgate_pki::ChainVerifier>,
+    plan: certgate_identity::HeaderPlan,
+}
+
+impl GatewayView {
+    fn default_view() -> anyhow::Result<GatewayView> {
+        Ok(GatewayView {
+            title: "Identity headers (preset nginx, if a client_auth CA verifies the chain):"
+                .into(),
+            mode: InspectMode::PurposeOnly,
+            verifier: None,
+            plan: certgate_identity::HeaderPlan::new(&[certgate_identity::Preset::Nginx], &[])?,
+        })
+    }
+
+    /// The server's `client_auth` (CAs, CRLs, depth) and `identity` from a configuration.
+    fn from_config(path: &Path, server: Option<&str>) -> anyhow::Result<GatewayView> {
+        let config = certgate_config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let chosen = match server {
+            Some(name) => config
+                .servers
+                .iter()
+                .find(|s| s.name == name)
+                .with_context(|| {
+                    let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+                    format!(
+                        "{}: no server named {name:?} (servers: {})",
+                        path.display(),
+                        names.join(", ")
+                    )
+                })?,
+            None => config
+                .servers
+                .first()
+                .with_context(|| format!("{}: no server", path.display()))?,
+        };
+        let presets: Vec<certgate_identity::Preset> = chosen
+            .identity
+            .presets
+            .iter()
+            .map(|p| match p {
+                certgate_config::Preset::Nginx => certgate_identity::Preset::Nginx,
+                certgate_config::Preset::Xfcc => certgate_identity::Preset::Xfcc,
+                certgate_config::Preset::Rfc9440 => certgate_identity::Preset::Rfc9440,
+                certgate_config::Preset::None => certgate_identity::Preset::None,
+            })
+            .collect();
+        let plan = certgate_identity::HeaderPlan::new(&presets, &chosen.identity.set)
+            .with_context(|| format!("{}: servers `{}`.identity", path.display(), chosen.name))?;
+        let auth = &chosen.client_auth;
+        let mode = match auth.verify {
+            certgate_config::VerifyMode::Off => InspectMode::Off,
+            certgate_config::VerifyMode::OptionalNoCa => InspectMode::OptionalNoCa,
+            _ => InspectMode::On,
+        };
+        let verifier = if mode == InspectMode::Off {
+            None
+        } else {
+            let mut ca = Vec::new();
+            if let Some(file) = &auth.ca {
+                ca = certgate_pki::load_certs(file)?;
+            }
+            let mut trusted = Vec::new();
+            for file in &auth.trusted_ca {
+                trusted.extend(certgate_pki::load_certs(file)?);
+            }
+            let crls = certgate_pki::load_crls(&auth.crl)?;
+            Some(
+                certgate_pki::ChainVerifier::new(ca, trusted, crls, auth.verify_depth)
+                    .with_context(|| format!("{}: server `{}`", path.display(), chosen.name))?,
+            )
+        };
+        Ok(GatewayView {
+            title: format!(
+                "Identity headers (server `{}` of {}, verify: {}):",
+                chosen.name,
+                path.display(),
+                match mode {
+                    InspectMode::Off => "off",
+                    InspectMode::OptionalNoCa => "optional_no_ca",
+                    _ => "on/optional",
+                }
+            ),
+            mode,
+            verifier,
+            plan,
+        })
+    }
+
+    /// `$ssl_client_verify` for this chain, a note on what was not checked, and whether
+    /// a failure is one `optional_no_ca` forwards (an untrusted issuer only).
+    fn verify(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> (certgate_identity::VerifyResult, &'static str, bool) {
+        use certgate_identity::VerifyResult;
+        let failed = |f: certgate_pki::VerifyFailure| VerifyResult::Failed(f.reason.to_string());
+        match (&self.verifier, self.mode) {
+            (_, InspectMode::Off) => (
+                VerifyResult::None,
+                "; verify: off: the gateway asks for no certificate",
+                false,
+            ),
+            (Some(verifier), _) => {
+                match verifier.verify(chain, rustls_pki_types::UnixTime::now()) {
+                    Ok(_) => (VerifyResult::Success, "", false),
+                    Err(f) => (failed(f), "", f.is_untrusted_issuer_only()),
+                }
+            }
+            (None, _) => match certgate_pki::verify::check_purpose(chain) {
+                Ok(()) => (
+                    VerifyResult::Success,
+                    "; its chain is not verified without a CA: `certgate certs verify --ca FILE`, \
+                     or -c gateway.yaml",
+                    false,
+                ),
+                Err(f) => (
+                    failed(f),
+                    "; `certgate certs verify` shows every error",
+                    false,
+                ),
+            },
+        }
+    }
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {

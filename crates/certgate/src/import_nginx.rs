@@ -27,6 +27,9 @@ pub(crate) struct ImportArgs {
     /// directory of FILE). Give /etc/nginx when FILE is a sites-enabled/ or conf.d/ file.
     #[arg(long, value_name = "DIR")]
     conf_dir: Option<PathBuf>,
+    /// Replace an existing -o file.
+    #[arg(long, requires = "output")]
+    force: bool,
 }
 
 /// Exit code when the output was written but is incomplete.
@@ -44,6 +47,15 @@ pub(crate) fn main(args: ImportArgs) -> ExitCode {
 
 fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let source = args.file.to_string_lossy().into_owned();
+    // Like `certs init` and `certs p12`: an existing file is replaced only on request.
+    if let Some(out) = &args.output {
+        if !args.force && out.symlink_metadata().is_ok() && !same_file(out, &args.file) {
+            anyhow::bail!(
+                "{} already exists; nothing written (use --force to replace it)",
+                out.display()
+            );
+        }
+    }
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {source}"))?;
     let text = String::from_utf8_lossy(&bytes);
     // nginx resolves `include` and `ssl_*` paths against its configuration prefix: the
@@ -85,8 +97,14 @@ fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
                     out.display()
                 );
             }
-            std::fs::write(out, &conversion.yaml)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            // All or nothing: a temporary file renamed into place.
+            certgate_pki::issue::write_file_set(
+                &[certgate_pki::issue::OutputFile::public(
+                    out,
+                    conversion.yaml.clone().into_bytes(),
+                )],
+                args.force,
+            )?;
         }
         None => print!("{}", conversion.yaml),
     }

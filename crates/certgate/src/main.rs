@@ -27,14 +27,10 @@ use clap::{Parser, Subcommand};
     about = "mTLS reverse-proxy gateway: verifies client certificates and forwards the caller's identity"
 )]
 struct Cli {
-    /// Configuration file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        global = true,
-        default_value = "gateway.yaml"
-    )]
-    config: PathBuf,
+    /// Configuration file [default: gateway.yaml]; for run, check, reload and certs
+    /// inspect, which also take it after the command name.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -45,12 +41,12 @@ enum Command {
     /// Run the gateway in the foreground (the default command).
     Run(RunArgs),
     /// Check the configuration and every file it names, like `nginx -t`.
-    Check,
+    Check(ConfigArg),
     /// Check the configuration, then tell the running gateway to reload it (SIGHUP).
     Reload(ReloadArgs),
     /// Zero set-up demo: ephemeral PKI, built-in echo upstream, gateway on 127.0.0.1:8443.
     Demo(demo::DemoArgs),
-    /// Certificate tooling: init, issue, p12, inspect, verify, ticket-key.
+    /// Certificate tooling: init, issue, p12, inspect, verify, ticket-key, url-key.
     Certs(Box<certs::CertsArgs>),
     /// Convert an nginx configuration's mTLS server blocks into gateway.yaml. Exit 0:
     /// complete; 2: written, but the directives listed on stderr were not carried over;
@@ -66,8 +62,41 @@ enum Command {
     ImportNginx(import_nginx::ImportArgs),
 }
 
+/// `-c/--config` after the command name, on the commands that read a configuration
+/// (`certgate check -c gw.yaml`, as well as `certgate -c gw.yaml check`).
+#[derive(clap::Args, Default)]
+pub(crate) struct ConfigArg {
+    /// Configuration file [default: gateway.yaml].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The file to read: given after the command, else before it, else `gateway.yaml`.
+    fn resolve(self, before: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+        Ok(resolve_config(before, self.config)?.unwrap_or_else(|| PathBuf::from("gateway.yaml")))
+    }
+}
+
+/// `-c` before and after the command name: either one, or both naming the same file.
+pub(crate) fn resolve_config(
+    before: Option<PathBuf>,
+    after: Option<PathBuf>,
+) -> anyhow::Result<Option<PathBuf>> {
+    match (before, after) {
+        (Some(a), Some(b)) if a != b => anyhow::bail!(
+            "-c/--config given twice ({} and {}); give it once",
+            a.display(),
+            b.display()
+        ),
+        (a, b) => Ok(b.or(a)),
+    }
+}
+
 #[derive(clap::Args)]
 struct ReloadArgs {
+    #[command(flatten)]
+    config: ConfigArg,
     /// The pid file `certgate run` wrote (default: `pid_file` in the configuration).
     #[arg(long)]
     pid_file: Option<PathBuf>,
@@ -75,6 +104,8 @@ struct ReloadArgs {
 
 #[derive(clap::Args, Default)]
 struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
     /// Write the process id here, for `certgate reload` and `kill` (default: `pid_file` in
     /// the configuration; none without it). Removed on a clean exit.
     #[arg(long)]
@@ -89,15 +120,28 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = cli.config;
     let result = match cli.command {
         // Its own exit codes (2: written but incomplete).
-        Some(Command::ImportNginx(args)) => return import_nginx::main(args),
-        Some(Command::Certs(args)) => certs::run(*args),
-        Some(Command::Check) => check(&cli.config),
-        Some(Command::Reload(args)) => reload(&cli.config, args.pid_file),
-        Some(Command::Demo(args)) => demo::run(args),
-        Some(Command::Run(args)) => run(&cli.config, args),
-        None => run(&cli.config, RunArgs::default()),
+        Some(Command::ImportNginx(args)) => match no_config("import-nginx", &config) {
+            Ok(()) => return import_nginx::main(args),
+            Err(e) => Err(e),
+        },
+        Some(Command::Certs(args)) => certs::run(*args, config),
+        Some(Command::Check(args)) => args.resolve(config).and_then(|path| check(&path)),
+        Some(Command::Reload(args)) => {
+            let pid_file = args.pid_file;
+            args.config
+                .resolve(config)
+                .and_then(|path| reload(&path, pid_file))
+        }
+        Some(Command::Demo(args)) => no_config("demo", &config).and_then(|()| demo::run(args)),
+        Some(Command::Run(mut args)) => std::mem::take(&mut args.config)
+            .resolve(config)
+            .and_then(|path| run(&path, args)),
+        None => ConfigArg::default()
+            .resolve(config)
+            .and_then(|path| run(&path, RunArgs::default())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +154,18 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command that reads no configuration refuses `-c` rather than ignore it.
+pub(crate) fn no_config(command: &str, config: &Option<PathBuf>) -> anyhow::Result<()> {
+    match config {
+        Some(path) => anyhow::bail!(
+            "`{command}` reads no configuration file (-c {}); -c/--config is for run, check, \
+             reload and certs inspect",
+            path.display()
+        ),
+        None => Ok(()),
     }
 }
 
@@ -160,7 +216,24 @@ fn level_directives(level: &str) -> String {
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))
+    Config::load(path).map_err(|errors| match path.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{errors}\n{}", missing_config_hint(path))
+        }
+        _ => anyhow::anyhow!("{errors}"),
+    })
+}
+
+/// Where a first configuration comes from, for someone who has none yet.
+fn missing_config_hint(path: &Path) -> String {
+    format!(
+        "To get a configuration:\n  \
+         certgate certs init        a development PKI in certs/ and a gateway.yaml for it\n  \
+         certgate import-nginx nginx.conf -o {}    from an nginx mTLS set-up\n  \
+         the commented example gateway.yaml in certgate's repository (docs/config.md)\n\
+         Or try it without one: certgate demo (its own PKI and a built-in echo backend).",
+        path.display()
+    )
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {

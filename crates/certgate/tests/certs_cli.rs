@@ -281,9 +281,11 @@ fn init_refuses_to_overwrite_without_force() {
         "--force replaces the CA"
     );
     assert!(after.contains_key(&dir.join("pki/client.key")));
+    // The six PKI files, and the gateway.yaml the first init wrote for them.
+    assert!(after.contains_key(&dir.join("gateway.yaml")));
     assert_eq!(
         after.len(),
-        6,
+        7,
         "no temporary files left: {:?}",
         after.keys()
     );
@@ -1538,5 +1540,143 @@ fn verify_uses_the_gateway_verifier() {
             &[],
         ),
         "certs/nope.crt",
+    );
+}
+
+/// `inspect` as its help says: .p12 input understood (or refused in words), purpose
+/// problems reported as `verify` reports them, and a configuration's identity applied.
+#[test]
+fn inspect_reads_p12_and_shows_what_the_gateway_would_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    init(dir, &[]);
+    let p12 = |out: &str, env: &[(&str, &str)]| {
+        let mut args = vec![
+            "p12",
+            "--cert",
+            "certs/client.crt",
+            "--key",
+            "certs/client.key",
+            "--ca",
+            "certs/ca.crt",
+            "--out",
+            out,
+        ];
+        if !env.is_empty() {
+            args.extend(["--password-env", "P12_PASSWORD"]);
+        }
+        ok(certs(dir, &args, env));
+    };
+    let pw = [("P12_PASSWORD", "s3cret")];
+    p12("open.p12", &[]);
+    p12("locked.p12", &pw);
+
+    // The bundle's certificates, the key's first, as for the .crt.
+    let shown = stdout(&ok(certs(dir, &["inspect", "open.p12"], &[])));
+    assert!(shown.contains("Certificate 1 of 2 (leaf)"), "{shown}");
+    assert!(
+        shown.contains("  Subject:      CN=certgate-client,O=certgate dev"),
+        "{shown}"
+    );
+    assert!(shown.contains("x-ssl-client-verify: SUCCESS"), "{shown}");
+    let shown = stdout(&ok(certs(
+        dir,
+        &["inspect", "locked.p12", "--password-env", "P12_PASSWORD"],
+        &pw,
+    )));
+    assert!(shown.contains("CN=certgate-client"), "{shown}");
+    // A wrong or missing password: words, not a Debug dump.
+    let out = fails(
+        certs(dir, &["inspect", "locked.p12"], &[]),
+        "locked.p12: a PKCS#12 file: cannot open it: wrong password",
+    );
+    assert!(stderr(&out).contains("--password-env"), "{}", text(&out));
+    assert!(!stderr(&out).contains("UnexpectedTag"), "{}", text(&out));
+    fails(
+        certs(
+            dir,
+            &["inspect", "certs/client.crt", "--password-env", "X"],
+            &[],
+        ),
+        "not one",
+    );
+
+    // A server-only certificate is no client certificate, as `verify` says.
+    fails(
+        certs(
+            dir,
+            &["verify", "--ca", "certs/ca.crt", "certs/server.crt"],
+            &[],
+        ),
+        "unsuitable certificate purpose",
+    );
+    let shown = stdout(&ok(certs(dir, &["inspect", "certs/server.crt"], &[])));
+    assert!(
+        shown.contains("FAILED:unsuitable certificate purpose"),
+        "{shown}"
+    );
+    assert!(!shown.contains("x-ssl-client-verify: SUCCESS"), "{shown}");
+
+    // With a configuration: its CAs and its identity (presets and set).
+    fs::write(
+        dir.join("gw.yaml"),
+        "servers:\n  - name: api\n    listen: [\"127.0.0.1:0\"]\n    tls: { cert: certs/server.crt, key: certs/server.key }\n    client_auth: { verify: on, ca: certs/ca.crt }\n    identity:\n      preset: xfcc\n      set: { X-Client-CN: \"$ssl_client_s_dn_cn\", X-Verify: \"$ssl_client_verify\" }\n    routes: [{ match: { path_prefix: / }, upstream: app }]\nupstreams:\n  app: { servers: [\"127.0.0.1:1\"] }\n",
+    )
+    .unwrap();
+    for args in [
+        &["inspect", "-c", "gw.yaml", "certs/client.crt"][..],
+        &[
+            "inspect",
+            "certs/client.crt",
+            "--config",
+            "gw.yaml",
+            "--server",
+            "api",
+        ],
+    ] {
+        let shown = stdout(&ok(certs(dir, args, &[])));
+        assert!(shown.contains("server `api` of gw.yaml"), "{shown}");
+        assert!(shown.contains("x-client-cn: certgate-client"), "{shown}");
+        assert!(shown.contains("x-verify: SUCCESS"), "{shown}");
+        assert!(shown.contains("x-forwarded-client-cert: "), "{shown}");
+        assert!(!shown.contains("x-ssl-client-s-dn"), "{shown}");
+    }
+    // Before `certs` too, as for the gateway's own commands.
+    let out = ok(Command::new(BIN)
+        .current_dir(dir)
+        .args(["-c", "gw.yaml", "certs", "inspect", "certs/client.crt"])
+        .output()
+        .unwrap());
+    assert!(
+        stdout(&out).contains("x-client-cn: certgate-client"),
+        "{}",
+        text(&out)
+    );
+    // A certificate from another CA (of the same name) does not verify there.
+    ok(certs(dir, &["init", "--dir", "other"], &[]));
+    let shown = stdout(&ok(certs(
+        dir,
+        &["inspect", "-c", "gw.yaml", "other/client.crt"],
+        &[],
+    )));
+    assert!(
+        shown.contains("the gateway refuses this certificate: FAILED:"),
+        "{shown}"
+    );
+    assert!(!shown.contains("SUCCESS"), "{shown}");
+    fails(
+        certs(
+            dir,
+            &[
+                "inspect",
+                "-c",
+                "gw.yaml",
+                "--server",
+                "nope",
+                "certs/client.crt",
+            ],
+            &[],
+        ),
+        "no server named \"nope\"",
     );
 }

@@ -267,7 +267,7 @@ fn servers_sharing_an_address_must_agree_on_ticket_keys() {
     routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]
   - name: admin
     listen: ["{{listen}}"]
-    server_names: [admin.example]
+    server_names: [localhost]
     tls: {{ cert: {dir}/server.crt, key: {dir}/server.key }}
     client_auth: {{ verify: off }}
     routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]

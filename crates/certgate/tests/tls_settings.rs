@@ -187,7 +187,7 @@ fn servers_sharing_an_address_must_agree_on_tls_versions() {
     routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]
   - name: admin
     listen: ["127.0.0.1:18999"]
-    server_names: [admin.example]
+    server_names: [localhost]
     tls: {{ cert: {dir}/server.crt, key: {dir}/server.key, protocols: [TLSv1.3] }}
     client_auth: {{ verify: off }}
     routes: [{{ match: {{ path_prefix: / }}, upstream: app }}]

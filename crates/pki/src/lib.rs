@@ -25,6 +25,7 @@ mod testpki;
 pub mod tickets;
 pub mod upstream_verifier;
 pub mod url_keys;
+pub mod usage;
 pub mod verify;
 
 pub use client_verifier::{ClientAuthMode, ClientAuthVerifier};
@@ -38,4 +39,5 @@ pub use upstream_verifier::{
     ChainTooLong, NoUpstreamVerification, UpstreamVerifier, UpstreamVerifierError,
 };
 pub use url_keys::{load_url_key, UrlKeys, UrlKeysError};
+pub use usage::{anchor_kind, AnchorKind, ServerCertUsage};
 pub use verify::{ChainVerifier, Verification, VerifiedChain, VerifyFailure};

@@ -41,7 +41,8 @@ pub struct P12Options<'a> {
     /// May be empty; some importers (macOS Keychain) then refuse the file.
     pub password: &'a str,
     pub profile: P12Profile,
-    /// The name importers show (friendlyName); default: the certificate's CN.
+    /// friendlyName of the key bag; default: the certificate's CN. The certificate bags
+    /// carry their subject DN (p12-keystore's writer sets them).
     pub friendly_name: Option<&'a str>,
 }
 
@@ -122,6 +123,61 @@ pub fn build_p12(
             .mac_iterations(LEGACY_ITERATIONS),
     };
     writer.write().map_err(|e| P12Error::Encode(e.to_string()))
+}
+
+/// Whether `bytes` look like a PKCS#12 file (a DER `PFX`: a SEQUENCE starting with the
+/// INTEGER version 3) rather than a DER certificate (a SEQUENCE starting with a SEQUENCE).
+pub fn looks_like_pkcs12(bytes: &[u8]) -> bool {
+    let Some((&0x30, rest)) = bytes.split_first() else {
+        return false;
+    };
+    // Skip the outer length (short or long form).
+    let rest = match rest.split_first() {
+        Some((&len, rest)) if len < 0x80 => rest,
+        Some((&len, rest)) => match rest.get(usize::from(len & 0x7f)..) {
+            Some(rest) => rest,
+            None => return false,
+        },
+        None => return false,
+    };
+    rest.starts_with(&[0x02, 0x01, 0x03])
+}
+
+/// Errors reading a PKCS#12 file.
+#[derive(Debug, thiserror::Error)]
+pub enum P12ReadError {
+    #[error("cannot open it: wrong password, or not a PKCS#12 file certgate can read ({0})")]
+    Open(String),
+    #[error("it holds no certificate")]
+    NoCertificate,
+}
+
+/// The certificates of a PKCS#12 file, the one paired with a private key (by localKeyID)
+/// first, then the others in file order. The private key is never returned.
+pub fn read_p12_certificates(
+    bytes: &[u8],
+    password: &str,
+) -> Result<Vec<CertificateDer<'static>>, P12ReadError> {
+    let archive = p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password)
+        .map_err(|e| P12ReadError::Open(e.to_string()))?;
+    let key_ids: Vec<&[u8]> = archive
+        .keys
+        .iter()
+        .filter_map(|k| k.local_key_id.as_ref().map(|id| id.as_ref()))
+        .collect();
+    let (mut leaves, others): (Vec<_>, Vec<_>) = archive.certs.iter().partition(|bag| {
+        bag.local_key_id
+            .as_deref()
+            .is_some_and(|id| key_ids.contains(&id))
+    });
+    leaves.extend(others);
+    if leaves.is_empty() {
+        return Err(P12ReadError::NoCertificate);
+    }
+    Ok(leaves
+        .into_iter()
+        .map(|bag| CertificateDer::from(bag.cert.as_der().to_vec()))
+        .collect())
 }
 
 #[cfg(test)]

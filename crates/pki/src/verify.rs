@@ -452,6 +452,34 @@ impl ChainVerifier {
     }
 }
 
+/// The purpose and CA checks alone (OpenSSL's `check_extensions` for `sslclient`) on a
+/// chain as given, without trust anchors, dates or signatures: what `certgate certs
+/// inspect` can say about a file without a CA. A server-only certificate fails here
+/// with the reason the gateway would give it ("unsuitable certificate purpose").
+pub fn check_purpose(chain: &[CertificateDer<'_>]) -> Result<(), VerifyFailure> {
+    let mut certs = Vec::with_capacity(chain.len());
+    for (i, der) in chain.iter().enumerate() {
+        certs.push(Cert::parse(der).map_err(|_| VerifyFailure::new(codes::UNSPECIFIED, i))?);
+    }
+    if certs.is_empty() {
+        return Err(VerifyFailure::new(codes::UNSPECIFIED, 0));
+    }
+    let verifier = ChainVerifier::new(Vec::new(), Vec::new(), Vec::new(), 0)
+        .map_err(|_| VerifyFailure::new(codes::UNSPECIFIED, 0))?;
+    let mut run = Run {
+        v: &verifier,
+        now: 0,
+        errors: Vec::new(),
+        valid_until: i64::MAX,
+    };
+    let refs: Vec<&Cert> = certs.iter().collect();
+    run.check_extensions(&refs);
+    match run.errors.last() {
+        Some(last) => Err(*last),
+        None => Ok(()),
+    }
+}
+
 fn time_valid(c: &Cert, now: i64) -> bool {
     // X509_cmp_time semantics: valid from notBefore (inclusive) until notAfter (exclusive).
     c.not_before <= now && now < c.not_after

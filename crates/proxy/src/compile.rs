@@ -307,7 +307,10 @@ pub fn compile(config: &Config) -> Result<Compiled, ConfigErrors> {
             now,
             &mut warnings,
         ) {
-            Ok(k) => Some(k),
+            Ok(k) => {
+                check_server_cert_usage(config, &key, server, &k, &mut errors, &mut warnings);
+                Some(k)
+            }
             Err(e) => {
                 errors.push(e);
                 None
@@ -748,6 +751,170 @@ fn load_certified_key(
     Ok(Arc::new(CertifiedKey::new(certs, signing_key)))
 }
 
+/// A server certificate TLS clients would refuse is an error here rather than a failed
+/// handshake later: an extendedKeyUsage without serverAuth (a client certificate used as
+/// `tls.cert`), or `server_names` none of which the certificate's subjectAltName covers.
+/// Names only some of which are covered, or no names at all without `server_names`
+/// (nginx serves such a certificate; browsers refuse it), are warnings.
+fn check_server_cert_usage(
+    config: &Config,
+    key: &str,
+    server: &certgate_config::ServerConfig,
+    certified: &CertifiedKey,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    let cert_path = &server.tls.cert;
+    let at = format!("{key}.tls.cert");
+    let Some(leaf) = certified.cert.first() else {
+        return;
+    };
+    let usage = match certgate_pki::ServerCertUsage::of(leaf) {
+        Ok(usage) => usage,
+        Err(e) => {
+            errors.push(config.error_at(&at, format!("{}: {e}", cert_path.display())));
+            return;
+        }
+    };
+    if usage.eku_server_auth == Some(false) {
+        errors.push(config.error_at(
+            &at,
+            format!(
+                "{} is not a server certificate: its extended key usage does not include \
+                 serverAuth (TLS Web Server Authentication), so TLS clients refuse it; use \
+                 a server certificate (`certgate certs issue server --dns NAME`)",
+                cert_path.display()
+            ),
+        ));
+    }
+    let names = describe_names(&usage);
+    if server.server_names.is_empty() {
+        if !usage.has_names() {
+            warnings.push(
+                config
+                    .error_at(
+                        &at,
+                        format!(
+                            "{} has no DNS or IP subjectAltName: browsers and most TLS \
+                             clients ignore the subject CN and will refuse it for any name",
+                            cert_path.display()
+                        ),
+                    )
+                    .to_string(),
+            );
+        }
+        return;
+    }
+    let uncovered: Vec<&str> = server
+        .server_names
+        .iter()
+        .filter(|name| !usage.matches(name))
+        .map(String::as_str)
+        .collect();
+    if uncovered.len() == server.server_names.len() {
+        errors.push(config.error_at(
+            &at,
+            format!(
+                "{} is not valid for any of server_names ({}): its subjectAltName has {names} \
+                 (clients ignore the subject CN); issue one with `certgate certs issue server \
+                 --dns NAME`",
+                cert_path.display(),
+                server.server_names.join(", ")
+            ),
+        ));
+    } else if !uncovered.is_empty() {
+        warnings.push(
+            config
+                .error_at(
+                    &format!("{key}.server_names"),
+                    format!(
+                        "{} not covered by {} (subjectAltName: {names}): clients asking for \
+                         {} will refuse the certificate",
+                        uncovered.join(", "),
+                        cert_path.display(),
+                        if uncovered.len() == 1 { "it" } else { "them" }
+                    ),
+                )
+                .to_string(),
+        );
+    }
+}
+
+fn describe_names(usage: &certgate_pki::ServerCertUsage) -> String {
+    let names: Vec<String> = usage
+        .dns_names
+        .iter()
+        .map(|n| format!("DNS:{n}"))
+        .chain(usage.ip_addresses.iter().map(|ip| format!("IP:{ip}")))
+        .collect();
+    if names.is_empty() {
+        "no DNS or IP names".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Every certificate of a `client_auth.ca`/`trusted_ca` file must be able to anchor a
+/// client chain: a certificate that is no CA (for OpenSSL: basicConstraints CA:TRUE, a
+/// self-signed version 1 root, …) is an error, with the verifier's own test. A
+/// self-signed end-entity certificate (trusted as itself only) and a CA whose
+/// extendedKeyUsage excludes clientAuth are warnings.
+fn check_anchors(
+    config: &Config,
+    at: &str,
+    path: &Path,
+    certs: &[CertificateDer<'static>],
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    use certgate_pki::AnchorKind;
+    for (i, cert) in certs.iter().enumerate() {
+        let subject = certgate_pki::summarize(cert)
+            .map(|s| s.subject)
+            .unwrap_or_default();
+        let which = if certs.len() > 1 {
+            format!("{} (certificate #{}, {subject})", path.display(), i + 1)
+        } else {
+            format!("{} ({subject})", path.display())
+        };
+        match certgate_pki::anchor_kind(cert) {
+            Ok(AnchorKind::Ca) => {}
+            Ok(AnchorKind::Leaf) => errors.push(config.error_at(
+                at,
+                format!(
+                    "{which} is not a CA certificate (no basicConstraints CA:TRUE): it cannot \
+                     have issued client certificates, so no client would verify; name the CA \
+                     that issued them (e.g. the ca.crt of `certgate certs init`)"
+                ),
+            )),
+            Ok(AnchorKind::SelfSignedLeaf) => warnings.push(
+                config
+                    .error_at(
+                        at,
+                        format!(
+                            "{which} is a self-signed end-entity certificate, not a CA: only \
+                             a client presenting exactly this certificate verifies"
+                        ),
+                    )
+                    .to_string(),
+            ),
+            Ok(AnchorKind::CaWithoutClientAuth) => warnings.push(
+                config
+                    .error_at(
+                        at,
+                        format!(
+                            "{which} restricts its extended key usage without clientAuth: \
+                             every client certificate under it fails with \"unsuitable \
+                             certificate purpose\""
+                        ),
+                    )
+                    .to_string(),
+            ),
+            Err(e) => errors.push(config.error_at(at, format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
 fn load_chain_verifier(
     config: &Config,
     key: &str,
@@ -761,6 +928,8 @@ fn load_chain_verifier(
         match certgate_pki::load_certs(path) {
             Ok(certs) => {
                 expiry_warnings("client CA", path, &certs, now, warnings);
+                let at = format!("{key}.client_auth.ca");
+                check_anchors(config, &at, path, &certs, &mut errors, warnings);
                 ca = certs;
             }
             Err(e) => errors.push(config.error_at(&format!("{key}.client_auth.ca"), e.to_string())),
@@ -771,6 +940,8 @@ fn load_chain_verifier(
         match certgate_pki::load_certs(path) {
             Ok(mut certs) => {
                 expiry_warnings("trusted CA", path, &certs, now, warnings);
+                let at = format!("{key}.client_auth.trusted_ca[{i}]");
+                check_anchors(config, &at, path, &certs, &mut errors, warnings);
                 trusted.append(&mut certs);
             }
             Err(e) => errors.push(
