@@ -1209,6 +1209,10 @@ impl<'a> Converter<'a> {
         for (key, name) in [("connect", "connect"), ("read", "read"), ("send", "send")] {
             if let Some(t) = find(&chain, &format!("{timeout_prefix}_{name}_timeout")) {
                 match t.args.first() {
+                    // nginx takes 0 as "time out at once"; certgate refuses a zero timeout.
+                    Some(v) if is_time(v) && v.bytes().all(|b| !b.is_ascii_digit() || b == b'0') => {
+                        self.list(t, "a zero timeout is not carried over (certgate's timeouts are greater than 0); the default is used")
+                    }
                     Some(v) if is_time(v) => timeouts.push((key, from(v.clone(), t))),
                     _ => self.list(t, "expects a time like 60s"),
                 }

@@ -1497,3 +1497,21 @@ fn an_upstream_client_certificate_without_its_key_is_listed_not_written() {
         "without grpc_ssl_certificate_key",
     );
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/zero-timeout.conf): `proxy_read_timeout 0h`
+/// was written as `read: 0h`, which certgate refuses.
+#[test]
+fn a_zero_timeout_is_listed_not_written() {
+    let c = run(&mtls(
+        "on",
+        "",
+        " location / { proxy_pass http://app; proxy_read_timeout 0h; proxy_send_timeout 0; }",
+    ));
+    let cfg = config(&c);
+    assert_eq!(
+        cfg.servers[0].routes[0].timeouts.read,
+        std::time::Duration::from_secs(60)
+    );
+    assert_listed(&c, 8, "proxy_read_timeout", "zero timeout");
+    assert_listed(&c, 8, "proxy_send_timeout", "zero timeout");
+}
