@@ -463,6 +463,7 @@ fn starter_config(dir: &Path, pki: &Path) -> String {
         "# Written by `certgate certs init`: the development PKI in {dir} in front of a\n\
          # plain-HTTP backend. Every key is described in docs/config.md (and in the commented\n\
          # gateway.yaml of certgate's repository). Check it with `certgate check`.\n\
+         pid_file: certgate.pid          # beside this file: `certgate reload`, `kill -USR1 $(cat certgate.pid)`\n\
          servers:\n  \
          - name: dev\n    \
            listen: [\"127.0.0.1:{STARTER_PORT}\"]\n    \

@@ -92,6 +92,8 @@ fn init_leaves_a_configuration_that_run_can_use() {
     );
     let yaml = fs::read_to_string(dir.join("gateway.yaml")).unwrap();
     assert!(yaml.contains("certs/server.crt"), "{yaml}");
+    // README's `certgate reload` and `kill -USR1 $(cat certgate.pid)` find the process.
+    assert!(yaml.contains("\npid_file: certgate.pid"), "{yaml}");
     let check = ok(certgate(dir, &["check"]));
     assert!(
         stdout(&check).contains("test is successful"),
