@@ -1942,9 +1942,40 @@ fn default_servers(servers: &mut Vec<Server>) -> Vec<Unsupported> {
             s.default_note = Some("nginx's default server on some of its addresses only: certgate needs a server without server_names for that; check the names".to_string());
         }
     }
+    let mut removed = Vec::new();
+    // nginx warns "conflicting server name … ignored" and keeps the first server with a
+    // name on an address; certgate refuses the second, so it is dropped and listed here.
+    for i in 1..servers.len() {
+        let (earlier, rest) = servers.split_at_mut(i);
+        let s = &mut rest[0];
+        let taken = |name: &str| {
+            earlier.iter().any(|e| {
+                e.listen
+                    .iter()
+                    .any(|a| s.listen.iter().any(|b| a.value == b.value))
+                    && e.server_names
+                        .iter()
+                        .any(|n| n.value.eq_ignore_ascii_case(name))
+            })
+        };
+        let (kept, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut s.server_names)
+            .into_iter()
+            .partition(|n| !taken(&n.value));
+        for n in dropped {
+            removed.push(Unsupported {
+                file: s.file.clone(),
+                line: s.line,
+                directive: "server_name".to_string(),
+                why: format!(
+                    "conflicting server name {:?} on an address an earlier server names too: nginx ignores it, and so does certgate",
+                    n.value
+                ),
+            });
+        }
+        s.server_names = kept;
+    }
     // A server without names that is not the default of its address only gets requests
     // without a name in nginx; certgate allows one nameless server per address.
-    let mut removed = Vec::new();
     let mut i = 0;
     while i < servers.len() {
         let s = &servers[i];

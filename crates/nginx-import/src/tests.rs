@@ -1515,3 +1515,32 @@ fn a_zero_timeout_is_listed_not_written() {
     assert_listed(&c, 8, "proxy_read_timeout", "zero timeout");
     assert_listed(&c, 8, "proxy_send_timeout", "zero timeout");
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/conflicting-server-name.conf): two servers
+/// naming the same host on one address were both written, which certgate refuses; nginx
+/// warns and keeps the first.
+#[test]
+fn a_conflicting_server_name_is_listed_and_the_first_server_keeps_it() {
+    let server = |name: &str, up: &str| {
+        format!(
+            "server {{\n listen 443 ssl;\n server_name {name};\n ssl_certificate s.crt;\n ssl_certificate_key s.key;\n ssl_client_certificate ca.crt;\n ssl_verify_client on;\n location / {{ proxy_pass http://{up}; }}\n}}\n"
+        )
+    };
+    let text = format!(
+        "{}{}{}",
+        server("default.test", "d"),
+        server("api.test", "one"),
+        server("api.test other.test", "two")
+    );
+    let c = run(&text);
+    let cfg = config(&c);
+    let named: Vec<Vec<String>> = cfg.servers.iter().map(|s| s.server_names.clone()).collect();
+    assert!(named.contains(&vec!["api.test".to_string()]), "{named:?}");
+    assert!(named.contains(&vec!["other.test".to_string()]), "{named:?}");
+    assert_listed(
+        &c,
+        19,
+        "server_name",
+        "conflicting server name \"api.test\"",
+    );
+}
