@@ -800,12 +800,17 @@ impl<'a> Converter<'a> {
         };
 
         let protocols = find(&chain, "ssl_protocols").map(|p| {
-            let kept: Vec<String> = p
+            // Each once (nginx accepts a repeated name; certgate refuses the list).
+            let mut kept: Vec<String> = Vec::new();
+            for a in p
                 .args
                 .iter()
                 .filter(|a| TLS_PLAIN_PROTOCOLS.contains(&a.as_str()))
-                .cloned()
-                .collect();
+            {
+                if !kept.contains(a) {
+                    kept.push(a.clone());
+                }
+            }
             let dropped: Vec<&str> = p
                 .args
                 .iter()

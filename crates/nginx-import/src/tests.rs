@@ -1544,3 +1544,16 @@ fn a_conflicting_server_name_is_listed_and_the_first_server_keeps_it() {
         "conflicting server name \"api.test\"",
     );
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/protocol-listed-twice.conf): a protocol
+/// named twice in `ssl_protocols` was written twice, which certgate refuses.
+#[test]
+fn a_protocol_named_twice_is_written_once() {
+    let c = run(&mtls(
+        "on",
+        " ssl_protocols TLSv1.2 TLSv1.2 TLSv1.3;",
+        " location / { proxy_pass http://app; }",
+    ));
+    let cfg = config(&c);
+    assert_eq!(cfg.servers[0].tls.protocols.len(), 2, "{}", c.yaml);
+}
