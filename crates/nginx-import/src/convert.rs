@@ -967,6 +967,15 @@ impl<'a> Converter<'a> {
 
         for k in find_all(&chain, "keepalive_timeout") {
             if let Some(value) = k.args.first() {
+                if !is_time(value) {
+                    self.list(k, "expects a time like 65s");
+                    continue;
+                }
+                if value.bytes().all(|b| !b.is_ascii_digit() || b == b'0') {
+                    // nginx's 0 turns keep-alive off; certgate's timeouts are greater than 0.
+                    self.list(k, "keepalive_timeout 0 (no keep-alive) is not carried over; certgate's default is used");
+                    continue;
+                }
                 match &self.keepalive_timeout {
                     None => self.keepalive_timeout = Some(from(value.clone(), k)),
                     Some(first) if &first.value != value => self.list(
@@ -2263,13 +2272,23 @@ fn sanitize(name: &str) -> String {
     }
 }
 
+/// At most 9 digits in a number: nginx's own limits are lower, and certgate's parser
+/// must not overflow on what is written (a fuzz finding class).
+const MAX_DIGITS: usize = 9;
+
 fn is_size(v: &str) -> bool {
     let digits = v.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && v.len() - digits.len() <= 1
+    !digits.is_empty()
+        && digits.len() <= MAX_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && v.len() - digits.len() <= 1
 }
 
 fn is_time(v: &str) -> bool {
-    if v.is_empty() {
+    if v.is_empty()
+        || v.split(|c: char| !c.is_ascii_digit())
+            .any(|run| run.len() > MAX_DIGITS)
+    {
         return false;
     }
     let mut rest = v;
@@ -2435,13 +2454,20 @@ pub(crate) mod unit {
         for ok in ["0", "10m", "512k", "1G", "1048576"] {
             assert!(is_size(ok), "{ok}");
         }
-        for bad in ["", "m", "10mb", "1.5m"] {
+        for bad in ["", "m", "10mb", "1.5m", "99999999999999999999g"] {
             assert!(!is_size(bad), "{bad}");
         }
         for ok in ["60", "60s", "1m30s", "500ms", "2h"] {
             assert!(is_time(ok), "{ok}");
         }
-        for bad in ["", "s", "10x", "1.5s"] {
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "1.5s",
+            "99999999999999999999w",
+            "1s99999999999999ms",
+        ] {
             assert!(!is_time(bad), "{bad}");
         }
     }

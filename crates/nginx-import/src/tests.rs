@@ -1557,3 +1557,23 @@ fn a_protocol_named_twice_is_written_once() {
     let cfg = config(&c);
     assert_eq!(cfg.servers[0].tls.protocols.len(), 2, "{}", c.yaml);
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/keepalive-timeout-not-a-time.conf):
+/// `keepalive_timeout h` was written as it stood, which certgate refuses; 0 too.
+#[test]
+fn a_keepalive_timeout_certgate_cannot_take_is_listed_not_written() {
+    for value in ["h", "0", "0s"] {
+        let c = run(&mtls(
+            "on",
+            &format!(" keepalive_timeout {value};"),
+            " location / { proxy_pass http://app; }",
+        ));
+        let cfg = config(&c);
+        assert_eq!(
+            cfg.keepalive_timeout,
+            std::time::Duration::from_secs(60),
+            "{value}"
+        );
+        assert_listed(&c, 7, "keepalive_timeout", "");
+    }
+}
