@@ -904,7 +904,17 @@ impl<'a> Converter<'a> {
         for n in body.iter().filter(|x| x.name == "server_name") {
             for name in &n.args {
                 match server_name(name) {
-                    Ok(names) => server_names.extend(names.into_iter().map(|x| from(x, n))),
+                    Ok(names) => {
+                        for x in names {
+                            // nginx takes a name given twice; certgate lists each once.
+                            if !server_names
+                                .iter()
+                                .any(|s: &FromValue<String>| s.value.eq_ignore_ascii_case(&x))
+                            {
+                                server_names.push(from(x, n));
+                            }
+                        }
+                    }
                     Err(Some(why)) => self.list(n, format!("{name}: {why}")),
                     Err(None) => {}
                 }

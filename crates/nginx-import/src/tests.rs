@@ -1577,3 +1577,31 @@ fn a_keepalive_timeout_certgate_cannot_take_is_listed_not_written() {
         assert_listed(&c, 7, "keepalive_timeout", "");
     }
 }
+
+/// Fuzz finding (fuzz/regressions/nginx_import/server-name-twice.conf): a name given twice
+/// in one server was written twice, which certgate refuses.
+#[test]
+fn a_server_name_given_twice_is_written_once() {
+    // A default server first, so the second keeps its names.
+    let text = format!(
+        "{}{}",
+        mtls(
+            "on",
+            " server_name default.test;",
+            " location / { proxy_pass http://app; }"
+        ),
+        mtls(
+            "on",
+            " server_name api.test API.test api.test;",
+            " location / { proxy_pass http://app; }"
+        )
+    );
+    let c = run(&text);
+    let cfg = config(&c);
+    let names: Vec<Vec<String>> = cfg.servers.iter().map(|s| s.server_names.clone()).collect();
+    assert!(
+        names.contains(&vec!["api.test".to_string()]),
+        "{names:?}\n{}",
+        c.yaml
+    );
+}
