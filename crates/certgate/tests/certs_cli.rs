@@ -1,6 +1,10 @@
 //! `certgate certs …` end to end: the real binary in temporary directories, with the
 //! `openssl` command-line tool as the independent judge of what it writes.
 
+mod common;
+
+use common::output_text as text;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,15 +28,6 @@ fn openssl(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the openssl command-line tool is needed to judge these tests")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn stdout(out: &Output) -> String {

@@ -2,28 +2,13 @@
 //! directory: includes with globs, exit codes 0 / 2 / 1, stdout or `-o`, and the output
 //! passing `certgate check` against a PKI made by `certgate certs init`.
 
+mod common;
+
+use common::{certgate_in as certgate, output_text as text};
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_certgate");
-
-fn certgate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run certgate")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::process::Output;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

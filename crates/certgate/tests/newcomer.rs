@@ -49,18 +49,6 @@ fn a_misspelt_key_is_the_first_error_not_its_consequence() {
     assert!(!text.contains("needs ca"), "{text}");
 }
 
-fn wait_for_log(gw: &Gateway, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !gw.log().contains(what) {
-        assert!(
-            Instant::now() < deadline,
-            "no {what:?} in the log:\n{}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A gateway config with client certificates verified against the test CA.
 fn verifying_config(pki: &Pki, upstream: std::net::SocketAddr) -> String {
     let dir = pki.dir.path().display().to_string();

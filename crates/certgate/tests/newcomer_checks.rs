@@ -3,29 +3,16 @@
 //! work where they are configured, and `--help`/`-c`/`--force` that mean the same thing on
 //! every command.
 
+mod common;
+
+use common::{certgate_in as certgate, output_text as text};
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certgate");
-
-fn certgate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run certgate")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[track_caller]
 fn ok(out: Output) -> Output {

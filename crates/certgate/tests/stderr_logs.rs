@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -31,18 +30,6 @@ fn rewrite_and_hangup(pki: &Pki, gw: &Gateway, yaml: &str) {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-}
-
-fn wait_for_log(gw: &Gateway, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.log().contains(what) {
-        assert!(
-            Instant::now() < deadline,
-            "no {what:?} in the log:\n{}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn one_request(pki: &Pki, gw: &Gateway, alice: &Issued) {

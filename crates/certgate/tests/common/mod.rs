@@ -423,22 +423,8 @@ pub async fn tls_connect(
 }
 
 /// [`tls_connect`] offering `alpn` (`b"h2"`) instead of http/1.1.
-pub async fn tls_connect_alpn(
-    pki: &Pki,
-    gateway: &Gateway,
-    cert: &Issued,
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut config = tls_client_config(pki, cert, rustls::DEFAULT_VERSIONS);
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
+pub async fn tls_connect_alpn(pki: &Pki, gateway: &Gateway, cert: &Issued, alpn: &[u8]) -> Tls {
+    tls_connect_as(pki, gateway, Some(cert), alpn).await
 }
 
 pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -567,4 +553,36 @@ pub fn spawn_gateway(pki: &Pki, yaml: &str, args: &[&str]) -> Gateway {
     let mut gateway = Gateway { child, addr, log };
     wait_for_port(&mut gateway);
     gateway
+}
+
+/// The real binary run in `dir` with `args`, to completion.
+pub fn certgate_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run certgate")
+}
+
+/// A finished command's status and both streams, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits (at most 15 s) for `what` to appear in the gateway's log.
+pub fn wait_for_log(gw: &Gateway, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.log().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in the log:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
